@@ -1,0 +1,310 @@
+//! The client side of the control socket for `bootctl`: HTTP/1.1 over a Unix socket,
+//! and the tables it prints.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// The socket of a production install.
+pub const DEFAULT_SOCKET: &str = "/run/bootd/control.sock";
+/// The socket of `bootd run` on embedded defaults in the working directory.
+pub const LOCAL_SOCKET: &str = "bootd-state/control.sock";
+
+/// What can go wrong talking to bootd.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("bootd is not running (nothing listens on {0}); start it or pass --socket")]
+    Down(PathBuf),
+    #[error("permission denied on {0}: run as root or as a member of bootd's control group")]
+    Denied(PathBuf),
+    #[error("cannot talk to bootd on {path}: {detail}")]
+    Io { path: PathBuf, detail: String },
+    #[error("bootd answered {status}: {message}")]
+    Refused { status: u16, message: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// The socket to use: the flag or env, else the production path, else the local one.
+pub fn socket_path(flag: Option<PathBuf>) -> PathBuf {
+    if let Some(p) = flag {
+        return p;
+    }
+    let prod = PathBuf::from(DEFAULT_SOCKET);
+    if !prod.exists() && Path::new(LOCAL_SOCKET).exists() {
+        return PathBuf::from(LOCAL_SOCKET);
+    }
+    prod
+}
+
+/// A MAC as typed, made safe for a URL path (bootd parses any spelling).
+pub fn path_mac(mac: &str) -> String {
+    percent_encoding::utf8_percent_encode(mac, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// A control-socket client.
+pub struct Client {
+    path: PathBuf,
+}
+
+impl Client {
+    /// A client for the socket at `path`.
+    pub fn new(path: PathBuf) -> Client {
+        Client { path }
+    }
+
+    /// `GET path`, JSON answer.
+    pub async fn get(&self, path: &str) -> Result<Value, CtlError> {
+        self.send("GET", path, &Value::Null).await
+    }
+
+    /// Any method with an optional JSON body; a 4xx/5xx becomes `Refused`.
+    pub async fn send(&self, method: &str, path: &str, body: &Value) -> Result<Value, CtlError> {
+        let io = |e: &dyn std::fmt::Display| CtlError::Io {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        };
+        let stream = tokio::net::UnixStream::connect(&self.path)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                    CtlError::Down(self.path.clone())
+                }
+                std::io::ErrorKind::PermissionDenied => CtlError::Denied(self.path.clone()),
+                _ => io(&e),
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| io(&e))?;
+        tokio::spawn(conn);
+        let method = Method::from_bytes(method.as_bytes()).map_err(|e| io(&e))?;
+        let payload = if body.is_null() {
+            Bytes::new()
+        } else {
+            Bytes::from(serde_json::to_vec(body).map_err(|e| io(&e))?)
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "bootd")
+            .header("content-type", "application/json")
+            .body(Full::new(payload))
+            .map_err(|e| io(&e))?;
+        let resp = sender.send_request(req).await.map_err(|e| io(&e))?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| io(&e))?
+            .to_bytes();
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(value)
+        } else {
+            let message = value
+                .get("error")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            Err(CtlError::Refused {
+                status: status.as_u16(),
+                message,
+            })
+        }
+    }
+}
+
+/// How answers are printed.
+pub struct Output {
+    pub json: bool,
+}
+
+fn s(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "-".into(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Prints rows as aligned columns.
+fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{:<w$}", c, w = widths.get(i).copied().unwrap_or(0)))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+impl Output {
+    fn raw(&self, v: &Value) -> bool {
+        if self.json {
+            println!("{v}");
+        }
+        self.json
+    }
+
+    /// `bootctl status`.
+    pub fn status(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        println!("bootd {} up {}s", s(v, "version"), s(v, "uptime_seconds"));
+        for key in [
+            "config",
+            "state_dir",
+            "database",
+            "http_listen",
+            "public_url",
+            "tftp",
+            "dhcp_mode",
+            "control_socket",
+        ] {
+            println!("  {:<15} {}", format!("{key}:"), s(v, key));
+        }
+        println!("  {:<15} {}", "nodes:", s(v, "nodes"));
+        if let Some(Value::Object(phases)) = v.get("phases") {
+            for (p, n) in phases {
+                println!("    {p:<20} {n}");
+            }
+        }
+    }
+
+    /// `bootctl nodes`.
+    pub fn nodes(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        let rows: Vec<Vec<String>> = v
+            .get("nodes")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|n| {
+                        vec![
+                            s(n, "mac"),
+                            s(n, "hostname"),
+                            s(n, "group"),
+                            s(n, "profile"),
+                            s(n, "ip"),
+                            s(n, "phase"),
+                            format!("{}%", s(n, "progress")),
+                            s(n, "message"),
+                        ]
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        table(
+            &[
+                "MAC", "HOSTNAME", "GROUP", "PROFILE", "IP", "PHASE", "PROGRESS", "MESSAGE",
+            ],
+            &rows,
+        );
+    }
+
+    /// `bootctl node show`.
+    pub fn node(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        for key in [
+            "mac",
+            "hostname",
+            "group",
+            "profile",
+            "ip",
+            "boot",
+            "next_boot",
+            "origin",
+            "phase",
+            "progress",
+            "message",
+            "phase_since",
+            "updated_at",
+        ] {
+            println!("{:<12} {}", format!("{key}:"), s(v, key));
+        }
+        let rows: Vec<Vec<String>> = v
+            .get("history")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|h| {
+                        vec![
+                            s(h, "at"),
+                            s(h, "from"),
+                            s(h, "to"),
+                            format!("{}%", s(h, "progress")),
+                            s(h, "source"),
+                            s(h, "message"),
+                        ]
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !rows.is_empty() {
+            println!();
+            table(
+                &["AT", "FROM", "TO", "PROGRESS", "SOURCE", "MESSAGE"],
+                &rows,
+            );
+        }
+    }
+
+    /// Answers of node add/set/rm.
+    pub fn changed(&self, what: &str, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        let mac = v
+            .get("mac")
+            .or_else(|| v.get("removed"))
+            .and_then(Value::as_str)
+            .unwrap_or("-");
+        println!("{what} {mac}");
+    }
+
+    /// Answer of `bootctl phase`.
+    pub fn phase(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        let node = v.get("node").cloned().unwrap_or(Value::Null);
+        let changed = v.get("changed").and_then(Value::as_bool).unwrap_or(false);
+        println!(
+            "{} {} {}% {}",
+            s(&node, "mac"),
+            s(&node, "phase"),
+            s(&node, "progress"),
+            if changed { "" } else { "(unchanged)" }
+        );
+    }
+
+    /// Answer of `bootctl reload`.
+    pub fn reload(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        println!("reloaded: {}", s(v, "summary"));
+    }
+}

@@ -1,0 +1,228 @@
+//! Start-up and shutdown of the daemon: load the config, open the store, bind every
+//! listener, start the services, then wait for signals (HUP reload, TERM/INT stop).
+
+use crate::app::{load_config, App};
+use crate::config::Config;
+use crate::nodes::{token::TokenKey, Registry};
+use crate::store::Store;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The production config file, used when present and nothing else is named.
+pub const DEFAULT_CONFIG: &str = "/etc/bootd/bootd.toml";
+
+/// Which config file to use: the flag, `$BOOTD_CONFIG`, or /etc/bootd/bootd.toml if it
+/// exists; None means embedded defaults.
+pub fn config_path(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| std::env::var_os("BOOTD_CONFIG").map(PathBuf::from))
+        .or_else(|| {
+            let p = PathBuf::from(DEFAULT_CONFIG);
+            p.is_file().then_some(p)
+        })
+}
+
+/// Logging: plain lines without timestamps under journald (it stamps them itself).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BOOTD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// `bootd check-config`.
+pub fn check_config(path: Option<PathBuf>) -> ExitCode {
+    match load_config(path.as_deref()) {
+        Ok(_) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `bootd preflight`: the checks that need no network probe yet.
+pub fn preflight(path: Option<PathBuf>, json: bool) -> ExitCode {
+    crate::preflight::run(path.as_deref(), json)
+}
+
+/// `bootd run`.
+pub fn run(path: Option<PathBuf>) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bootd")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bootd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bootd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn create_dirs(cfg: &Config) -> Result<(), String> {
+    for dir in [&cfg.server.state_dir, &cfg.server.assets_dir] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+async fn serve(path: Option<PathBuf>) -> Result<(), String> {
+    let cfg = load_config(path.as_deref())?;
+    create_dirs(&cfg)?;
+    let store = Arc::new(Store::open(&cfg.server.state_dir).map_err(|e| e.to_string())?);
+    let registry = Arc::new(Registry::load(store.clone()).map_err(|e| e.to_string())?);
+    registry
+        .apply_config(&cfg)
+        .await
+        .map_err(|e| format!("cannot store the configured nodes: {e}"))?;
+    let tokens = TokenKey::load_or_create(&cfg.server.state_dir).map_err(|e| {
+        format!(
+            "cannot read or create the token key in {}: {e}",
+            cfg.server.state_dir.display()
+        )
+    })?;
+
+    // Bind everything before announcing readiness; any failure stops the start.
+    let http = tokio::net::TcpListener::bind(cfg.server.http_listen)
+        .await
+        .map_err(|e| format!("cannot listen for HTTP on {}: {e}", cfg.server.http_listen))?;
+    let (control, access) = crate::control::bind(
+        &cfg.server.control_socket,
+        cfg.server.control_group.as_deref(),
+    )
+    .map_err(|e| e.to_string())?;
+    let services = crate::services::bind(&cfg).await?;
+
+    let app = App::new(cfg.clone(), store.clone(), registry, tokens, path.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(log_exit("http", {
+        let app = app.clone();
+        async move {
+            crate::http::serve(app, http)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }));
+    tasks.spawn(log_exit("control", {
+        let app = app.clone();
+        async move {
+            crate::control::serve(app, control, access).await;
+            Ok(())
+        }
+    }));
+    services.spawn(&app, &mut tasks);
+    tasks.spawn(log_exit("watchdog", {
+        let app = app.clone();
+        async move {
+            crate::systemd::watchdog(app).await;
+            Ok(())
+        }
+    }));
+
+    announce(&app, path.as_deref());
+    crate::systemd::ready(&crate::systemd::summary(&app));
+
+    wait_for_stop(&app).await;
+    crate::systemd::stopping();
+    tracing::info!("stopping: no new requests, draining for at most 10 s");
+    app.shutdown.cancel();
+    let drained = tokio::time::timeout(Duration::from_secs(11), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("drain deadline passed; closing anyway");
+        tasks.abort_all();
+    }
+    store.close().await;
+    crate::control::unlink(&cfg.server.control_socket);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn log_exit(name: &'static str, fut: impl std::future::Future<Output = Result<(), String>>) {
+    match fut.await {
+        Ok(()) => tracing::debug!(service = name, "stopped"),
+        Err(e) => tracing::error!(service = name, error = %e, "service failed"),
+    }
+}
+
+/// Prints where everything is, for the operator who just started it.
+fn announce(app: &App, path: Option<&Path>) {
+    let cfg = app.config();
+    let source = match path {
+        Some(p) => format!("config {}", p.display()),
+        None => "embedded defaults (no config file)".to_string(),
+    };
+    tracing::info!("bootd {} on {source}", env!("CARGO_PKG_VERSION"));
+    tracing::info!(
+        "  state:    {} (database {})",
+        cfg.server.state_dir.display(),
+        app.store.path().display()
+    );
+    tracing::info!("  assets:   {}", cfg.server.assets_dir.display());
+    tracing::info!(
+        "  http:     http://{} (public URL {})",
+        cfg.server.http_listen,
+        cfg.server.public_url
+    );
+    if cfg.tftp.enabled {
+        tracing::info!("  tftp:     {}", cfg.tftp.listen);
+    } else {
+        tracing::info!("  tftp:     off");
+    }
+    tracing::info!("  dhcp:     {:?}", cfg.dhcp.mode);
+    tracing::info!(
+        "  control:  {} (bootctl --socket {})",
+        cfg.server.control_socket.display(),
+        cfg.server.control_socket.display()
+    );
+}
+
+/// Waits for SIGTERM/SIGINT; reloads on SIGHUP meanwhile.
+async fn wait_for_stop(app: &Arc<App>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+        _ => {
+            tracing::error!("cannot install signal handlers; stopping");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                let _ = app.reload().await;
+            }
+        }
+    }
+}

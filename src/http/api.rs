@@ -1,0 +1,391 @@
+//! The JSON API: node list and detail, phase callbacks, and the admin routes.
+
+// Early returns carry a ready response; boxing it would cost an allocation for nothing.
+#![allow(clippy::result_large_err)]
+
+use super::response::{error_response, json_response, Body};
+use super::router::Caller;
+use crate::app::App;
+use crate::mac::MacAddr;
+use crate::nodes::{Applied, Node, NodePatch, Origin, Phase, PhaseRequest, RegistryError};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{header, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Largest phase-callback or admin body.
+const SMALL_BODY: usize = 64 * 1024;
+/// Longest message kept with a phase.
+const MAX_MESSAGE: usize = 1024;
+/// History rows returned with a node.
+const HISTORY_LIMIT: usize = 1000;
+
+/// The JSON of a node as the API shows it (without history).
+pub fn node_json(n: &Node) -> Value {
+    json!({
+        "mac": n.mac,
+        "hostname": n.hostname,
+        "group": n.group,
+        "profile": n.profile,
+        "ip": n.ip,
+        "uuid": n.uuid,
+        "provider_id": n.provider_id,
+        "health_url": n.health_url,
+        "console_url": n.console_url,
+        "boot": match n.boot { crate::config::BootMode::Local => "local", crate::config::BootMode::Profile => "profile" },
+        "next_boot": n.next_boot,
+        "vars": n.vars,
+        "origin": n.origin,
+        "phase": n.phase,
+        "progress": n.progress,
+        "message": n.message,
+        "seq": n.seq,
+        "created_at": n.created_at,
+        "updated_at": n.updated_at,
+        "phase_since": n.phase_since,
+    })
+}
+
+fn parse_mac(text: &str) -> Result<MacAddr, Response<Body>> {
+    text.parse::<MacAddr>()
+        .map_err(|e| error_response(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+fn registry_error(e: RegistryError) -> Response<Body> {
+    let status = match &e {
+        RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
+        RegistryError::Exists(_) => StatusCode::CONFLICT,
+        RegistryError::Transition(crate::nodes::TransitionError::NotAllowed { .. }) => {
+            StatusCode::CONFLICT
+        }
+        RegistryError::Transition(_) | RegistryError::Invalid(_) => StatusCode::BAD_REQUEST,
+        RegistryError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error_response(status, e.to_string())
+}
+
+/// Reads a JSON body of at most `limit` bytes: 413 past it, 400 for bad JSON.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<T, Response<Body>> {
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit as u64 {
+            return Err(error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body of {len} bytes is over the limit of {limit}"),
+            ));
+        }
+    }
+    let bytes = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            return Err(
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    error_response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("body is over the limit of {limit} bytes"),
+                    )
+                } else {
+                    error_response(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
+                },
+            )
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| error_response(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+/// `GET /healthz`: the store answers.
+pub async fn healthz(app: &Arc<App>) -> Response<Body> {
+    match app.store.ping().await {
+        Ok(()) => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),
+    }
+}
+
+/// `GET /api/v1/status`: a summary for `bootctl status`.
+pub fn status(app: &Arc<App>) -> Response<Body> {
+    let cfg = app.config();
+    let outbox: serde_json::Map<String, Value> = app
+        .store
+        .outbox_counts()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, json!(v)))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": app.started.elapsed().as_secs(),
+            "config": cfg.source.as_ref().map(|p| p.display().to_string()),
+            "state_dir": cfg.server.state_dir,
+            "database": app.store.path(),
+            "http_listen": cfg.server.http_listen,
+            "public_url": cfg.server.public_url,
+            "tftp": if cfg.tftp.enabled { Some(cfg.tftp.listen) } else { None },
+            "dhcp_mode": format!("{:?}", cfg.dhcp.mode).to_lowercase(),
+            "control_socket": cfg.server.control_socket,
+            "nodes": app.registry.list().len(),
+            "phases": app.registry.count_by_phase(),
+            "outbox": outbox,
+        }),
+    )
+}
+
+/// `GET /api/v1/nodes`.
+pub fn list_nodes(app: &Arc<App>) -> Response<Body> {
+    let nodes: Vec<Value> = app.registry.list().iter().map(node_json).collect();
+    json_response(StatusCode::OK, &json!({ "nodes": nodes }))
+}
+
+/// `GET /api/v1/nodes/{mac}`: the node with its history.
+pub async fn show_node(app: &Arc<App>, mac: &str) -> Response<Body> {
+    let mac = match parse_mac(mac) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let Some(node) = app.registry.get(mac) else {
+        return error_response(StatusCode::NOT_FOUND, format!("no node with MAC {mac}"));
+    };
+    let store = app.store.clone();
+    let key = mac.to_string();
+    let history = tokio::task::spawn_blocking(move || store.history(&key, HISTORY_LIMIT)).await;
+    let history = match history {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => return error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let mut v = node_json(&node);
+    if let Value::Object(m) = &mut v {
+        m.insert("history".into(), json!(history));
+        m.insert("hardware".into(), Value::Null);
+    }
+    json_response(StatusCode::OK, &v)
+}
+
+/// The body of a phase callback.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhaseBody {
+    phase: String,
+    progress: Option<u32>,
+    message: Option<String>,
+    /// Facts a machine may report with `registered` or `running`.
+    ip: Option<String>,
+    hostname: Option<String>,
+}
+
+fn bearer(req: &Request<Incoming>) -> Option<String> {
+    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+/// `POST /api/v1/nodes/{mac}/phase`: a machine's callback (token) or an operator override.
+pub async fn post_phase(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    caller: &Caller,
+    mac: &str,
+) -> Response<Body> {
+    let mac = match parse_mac(mac) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let operator = caller.is_admin();
+    let node = app.registry.get(mac);
+    if !operator {
+        // Same answer for an unknown node and a wrong token: nothing to learn from it.
+        let ok = match (&node, bearer(&req)) {
+            (Some(n), Some(t)) => app.tokens.verify(mac, n.token_gen, &t),
+            _ => false,
+        };
+        if !ok {
+            return error_response(StatusCode::FORBIDDEN, "missing or wrong token");
+        }
+    }
+    let Some(node) = node else {
+        return error_response(StatusCode::NOT_FOUND, format!("no node with MAC {mac}"));
+    };
+    let body: PhaseBody = match read_json(req, SMALL_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let custom = app.registry.custom_phases(node.profile.as_deref());
+    let names: Vec<&str> = custom.iter().map(|(n, _)| n.as_str()).collect();
+    let to = match Phase::parse(&body.phase, &names) {
+        Ok(p) => p,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let progress = match body.progress {
+        Some(p) if p > 100 => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("progress {p} is outside 0..=100"),
+            )
+        }
+        p => p.map(|p| p as u8),
+    };
+    let message: String = body
+        .message
+        .unwrap_or_default()
+        .chars()
+        .take(MAX_MESSAGE)
+        .collect();
+    let facts = NodePatch {
+        ip: body.ip.clone(),
+        hostname: body.hostname.clone(),
+        ..NodePatch::default()
+    };
+    if let Err(e) = facts.validate() {
+        return error_response(StatusCode::BAD_REQUEST, e);
+    }
+    let req = PhaseRequest {
+        to,
+        progress,
+        message,
+        source: if operator {
+            caller.operator()
+        } else {
+            "callback".into()
+        },
+        force: operator,
+    };
+    if operator {
+        tracing::info!(%mac, operator = %caller.operator(), phase = %req.to, "operator phase override");
+    }
+    let applied = match app.registry.transition(mac, req).await {
+        Ok(a) => a,
+        Err(e) => return registry_error(e),
+    };
+    if facts.ip.is_some() || facts.hostname.is_some() {
+        if let Err(e) = app.registry.set(mac, &facts).await {
+            return registry_error(e);
+        }
+    }
+    let node = app
+        .registry
+        .get(mac)
+        .map(|n| node_json(&n))
+        .unwrap_or(Value::Null);
+    let changed = matches!(applied, Applied::Changed(_));
+    json_response(StatusCode::OK, &json!({ "changed": changed, "node": node }))
+}
+
+/// The body of `POST /api/v1/nodes`.
+#[derive(Debug, Deserialize)]
+struct AddBody {
+    mac: String,
+    #[serde(flatten)]
+    fields: NodePatch,
+}
+
+/// `POST /api/v1/nodes` (control socket): adds a node at runtime.
+pub async fn add_node(app: &Arc<App>, req: Request<Incoming>, caller: &Caller) -> Response<Body> {
+    let body: AddBody = match read_json(req, SMALL_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mac = match parse_mac(&body.mac) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    if let Err(e) = check_patch(app, &body.fields) {
+        return error_response(StatusCode::BAD_REQUEST, e);
+    }
+    let mut node = Node::new(mac, Origin::Runtime);
+    body.fields.apply(&mut node);
+    match app.registry.add(node).await {
+        Ok(n) => {
+            tracing::info!(%mac, operator = %caller.operator(), "node added");
+            json_response(StatusCode::CREATED, &node_json(&n))
+        }
+        Err(e) => registry_error(e),
+    }
+}
+
+/// Checks a patch against the shape rules and the current config's names.
+fn check_patch(app: &Arc<App>, p: &NodePatch) -> Result<(), String> {
+    p.validate()?;
+    let cfg = app.config();
+    for (what, name) in [("profile", &p.profile), ("next_boot", &p.next_boot)] {
+        if let Some(name) = name.as_ref().filter(|n| !n.is_empty()) {
+            if !cfg.profiles.contains_key(name) {
+                return Err(format!("{what}: no profile named {name:?}"));
+            }
+        }
+    }
+    if let Some(g) = p.group.as_ref().filter(|n| !n.is_empty()) {
+        if !cfg.groups.contains_key(g) {
+            return Err(format!("group: no group named {g:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// `PATCH /api/v1/nodes/{mac}` (control socket).
+pub async fn set_node(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    caller: &Caller,
+    mac: &str,
+) -> Response<Body> {
+    let mac = match parse_mac(mac) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let patch: NodePatch = match read_json(req, SMALL_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Err(e) = check_patch(app, &patch) {
+        return error_response(StatusCode::BAD_REQUEST, e);
+    }
+    match app.registry.set(mac, &patch).await {
+        Ok(n) => {
+            tracing::info!(%mac, operator = %caller.operator(), "node changed");
+            json_response(StatusCode::OK, &node_json(&n))
+        }
+        Err(e) => registry_error(e),
+    }
+}
+
+/// `DELETE /api/v1/nodes/{mac}` (control socket).
+pub async fn remove_node(app: &Arc<App>, caller: &Caller, mac: &str) -> Response<Body> {
+    let mac = match parse_mac(mac) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    match app.registry.remove(mac).await {
+        Ok(()) => {
+            tracing::info!(%mac, operator = %caller.operator(), "node removed");
+            json_response(StatusCode::OK, &json!({ "removed": mac }))
+        }
+        Err(e) => registry_error(e),
+    }
+}
+
+/// `POST /api/v1/reload` (control socket): re-reads the config file.
+pub async fn reload(app: &Arc<App>, caller: &Caller) -> Response<Body> {
+    tracing::info!(operator = %caller.operator(), "reload requested");
+    match app.reload().await {
+        Ok(summary) => json_response(
+            StatusCode::OK,
+            &json!({ "reloaded": true, "summary": summary }),
+        ),
+        Err(e) => error_response(StatusCode::UNPROCESSABLE_ENTITY, e),
+    }
+}

@@ -1,0 +1,136 @@
+//! One router for the network listener and the control socket: the path is decoded
+//! once, then matched by segments; admin routes answer only on the control socket.
+
+use super::api;
+use super::response::{error_response, text_response, Body};
+use crate::app::App;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Who is asking.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A client of the network listener (machines, browsers, scrapers).
+    Network(SocketAddr),
+    /// A local peer on the control socket, with its credentials (SO_PEERCRED).
+    Control { uid: u32, gid: u32, pid: i32 },
+}
+
+impl Caller {
+    /// Whether admin routes are open to this caller.
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Caller::Control { .. })
+    }
+
+    /// The source recorded for operator actions: `operator:<uid>`.
+    pub fn operator(&self) -> String {
+        match self {
+            Caller::Control { uid, .. } => format!("operator:{uid}"),
+            Caller::Network(peer) => format!("network:{peer}"),
+        }
+    }
+}
+
+/// Longest request path bootd looks at.
+const MAX_PATH: usize = 2048;
+
+/// Answers one request; never fails (errors become `{"error": ...}` responses).
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Response<Body> {
+    let route_label;
+    let response = {
+        let raw = req.uri().path();
+        if raw.len() > MAX_PATH {
+            route_label = "invalid";
+            error_response(StatusCode::URI_TOO_LONG, "request path too long")
+        } else {
+            match percent_encoding::percent_decode_str(raw).decode_utf8() {
+                Err(_) => {
+                    route_label = "invalid";
+                    error_response(StatusCode::BAD_REQUEST, "request path is not valid UTF-8")
+                }
+                Ok(path) => {
+                    let path = path.into_owned();
+                    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+                    let (label, resp) = route(&app, req, &caller, &segs).await;
+                    route_label = label;
+                    resp
+                }
+            }
+        }
+    };
+    app.metrics
+        .http_requests
+        .get_or_create(&crate::metrics::RouteLabels {
+            route: route_label.to_string(),
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+async fn route(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    caller: &Caller,
+    segs: &[&str],
+) -> (&'static str, Response<Body>) {
+    let method = req.method().clone();
+    match (&method, segs) {
+        (&Method::GET | &Method::HEAD, ["healthz"]) => ("healthz", api::healthz(app).await),
+        (&Method::GET, ["metrics"]) => {
+            let body = app.metrics.render(
+                &app.registry.count_by_phase(),
+                app.started.elapsed().as_secs(),
+            );
+            (
+                "metrics",
+                text_response(
+                    StatusCode::OK,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    body,
+                ),
+            )
+        }
+        (&Method::GET, ["api", "v1", "status"]) => ("status", api::status(app)),
+        (&Method::GET, ["api", "v1", "nodes"]) => ("nodes", api::list_nodes(app)),
+        (&Method::GET, ["api", "v1", "nodes", mac]) => ("node", api::show_node(app, mac).await),
+        (&Method::POST, ["api", "v1", "nodes", mac, "phase"]) => {
+            ("phase", api::post_phase(app, req, caller, mac).await)
+        }
+        // Admin routes: control socket only.
+        (_, ["api", "v1", ..]) if !caller.is_admin() && is_admin_route(&method, segs) => (
+            "forbidden",
+            error_response(
+                StatusCode::FORBIDDEN,
+                "this route is only available on the control socket",
+            ),
+        ),
+        (&Method::POST, ["api", "v1", "nodes"]) => {
+            ("node_add", api::add_node(app, req, caller).await)
+        }
+        (&Method::PATCH, ["api", "v1", "nodes", mac]) => {
+            ("node_set", api::set_node(app, req, caller, mac).await)
+        }
+        (&Method::DELETE, ["api", "v1", "nodes", mac]) => {
+            ("node_rm", api::remove_node(app, caller, mac).await)
+        }
+        (&Method::POST, ["api", "v1", "reload"]) => ("reload", api::reload(app, caller).await),
+        (_, ["api", ..]) | (_, ["healthz"]) | (_, ["metrics"]) => (
+            "other",
+            error_response(StatusCode::NOT_FOUND, "no such route or method"),
+        ),
+        _ => ("other", error_response(StatusCode::NOT_FOUND, "not found")),
+    }
+}
+
+fn is_admin_route(method: &Method, segs: &[&str]) -> bool {
+    matches!(
+        (method, segs),
+        (&Method::POST, ["api", "v1", "nodes"])
+            | (&Method::PATCH, ["api", "v1", "nodes", _])
+            | (&Method::DELETE, ["api", "v1", "nodes", _])
+            | (&Method::POST, ["api", "v1", "reload"])
+    )
+}

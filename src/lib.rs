@@ -1,0 +1,16 @@
+//! bootd: a network-boot appliance. DHCP/ProxyDHCP, TFTP and HTTP serve PXE clients;
+//! the node registry follows every machine through its deployment phases.
+
+pub mod app;
+pub mod config;
+pub mod control;
+pub mod ctl;
+pub mod daemon;
+pub mod http;
+pub mod mac;
+pub mod metrics;
+pub mod nodes;
+pub mod preflight;
+pub mod services;
+pub mod store;
+pub mod systemd;
