@@ -1,6 +1,7 @@
 //! `App`: what every service shares — the config snapshot, the store, the node registry,
 //! the metrics and the shutdown signal.
 
+use crate::boot::{template_exists, Templates};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::nodes::token::TokenKey;
@@ -15,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 /// Shared state of the running daemon.
 pub struct App {
     config: watch::Sender<Arc<Config>>,
+    templates: std::sync::RwLock<Arc<Templates>>,
+    /// The client architecture DHCP last saw per MAC (`bios`, `x86_64-efi`, `arm64-efi`).
+    arch_seen: std::sync::Mutex<std::collections::HashMap<crate::mac::MacAddr, &'static str>>,
     pub store: Arc<Store>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
@@ -27,30 +31,31 @@ pub struct App {
     reload_lock: tokio::sync::Mutex<()>,
 }
 
-/// Whether a template exists: a file in the templates dir or one built into bootd.
-pub fn template_exists(dir: &Path, name: &str) -> bool {
-    BUILTIN_TEMPLATES.contains(&name) || dir.join(name).is_file()
-}
-
-/// Templates bootd ships inside the binary, so embedded defaults need no files.
-pub const BUILTIN_TEMPLATES: &[&str] = &["discovery.ipxe", "local.ipxe"];
-
-/// Loads the config file if there is one, else the embedded defaults for `cwd`.
-pub fn load_config(path: Option<&Path>) -> Result<Config, String> {
-    match path {
-        Some(p) => Config::load(p, &template_exists).map_err(|e| e.to_string()),
+/// Loads the config file if there is one, else the embedded defaults for the working
+/// directory, and compiles its templates; every error of both is reported.
+pub fn load_config(path: Option<&Path>) -> Result<(Config, Templates), String> {
+    let cfg = match path {
+        Some(p) => Config::load(p, &template_exists).map_err(|e| e.to_string())?,
         None => {
             let cwd = std::env::current_dir()
                 .map_err(|e| format!("cannot read the working directory: {e}"))?;
-            Ok(Config::embedded(&cwd))
+            Config::embedded(&cwd)
         }
-    }
+    };
+    let templates = Templates::load(&cfg).map_err(|errs| {
+        errs.iter()
+            .map(|e| format!("template {e}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    Ok((cfg, templates))
 }
 
 impl App {
     /// Puts the parts together.
     pub fn new(
         config: Config,
+        templates: Templates,
         store: Arc<Store>,
         registry: Arc<Registry>,
         tokens: TokenKey,
@@ -59,6 +64,8 @@ impl App {
         let (tx, _) = watch::channel(Arc::new(config));
         Arc::new(App {
             config: tx,
+            templates: std::sync::RwLock::new(Arc::new(templates)),
+            arch_seen: std::sync::Mutex::new(std::collections::HashMap::new()),
             store,
             registry,
             metrics: Arc::new(Metrics::new()),
@@ -80,9 +87,32 @@ impl App {
         self.config.subscribe()
     }
 
-    /// Swaps in a validated configuration.
-    pub fn set_config(&self, config: Config) {
+    /// Swaps in a validated configuration and its templates.
+    pub fn set_config(&self, config: Config, templates: Templates) {
+        if let Ok(mut t) = self.templates.write() {
+            *t = Arc::new(templates);
+        }
         self.config.send_replace(Arc::new(config));
+    }
+
+    /// The compiled templates of the current configuration.
+    pub fn templates(&self) -> Arc<Templates> {
+        self.templates
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Remembers the architecture a MAC's firmware announced over DHCP.
+    pub fn note_arch(&self, mac: crate::mac::MacAddr, arch: &'static str) {
+        if let Ok(mut m) = self.arch_seen.lock() {
+            m.insert(mac, arch);
+        }
+    }
+
+    /// The architecture last seen for a MAC.
+    pub fn arch_of(&self, mac: crate::mac::MacAddr) -> Option<&'static str> {
+        self.arch_seen.lock().ok().and_then(|m| m.get(&mac).copied())
     }
 
     /// Re-reads the config file; an invalid one leaves the running config in place.
@@ -92,7 +122,7 @@ impl App {
         let loaded = tokio::task::spawn_blocking(move || load_config(path.as_deref()))
             .await
             .map_err(|e| format!("reload task failed: {e}"))?;
-        let new = match loaded {
+        let (new, templates) = match loaded {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("reload refused, keeping the running config:\n{e}");
@@ -108,7 +138,7 @@ impl App {
             .await
             .map_err(|e| format!("cannot apply the nodes of the new config: {e}"))?;
         let summary = format!("{} nodes configured, {} updated", new.nodes.len(), changed);
-        self.set_config(new);
+        self.set_config(new, templates);
         tracing::info!("config reloaded: {summary}");
         crate::systemd::status(&crate::systemd::summary(self));
         Ok(summary)

@@ -89,7 +89,7 @@ fn create_dirs(cfg: &Config) -> Result<(), String> {
 }
 
 async fn serve(path: Option<PathBuf>) -> Result<(), String> {
-    let cfg = load_config(path.as_deref())?;
+    let (cfg, templates) = load_config(path.as_deref())?;
     create_dirs(&cfg)?;
     let store = Arc::new(Store::open(&cfg.server.state_dir).map_err(|e| e.to_string())?);
     let registry = Arc::new(Registry::load(store.clone()).map_err(|e| e.to_string())?);
@@ -115,7 +115,7 @@ async fn serve(path: Option<PathBuf>) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let services = crate::services::bind(&cfg).await?;
 
-    let app = App::new(cfg.clone(), store.clone(), registry, tokens, path.clone());
+    let app = App::new(cfg.clone(), templates, store.clone(), registry, tokens, path.clone());
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(log_exit("http", {
         let app = app.clone();

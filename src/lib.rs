@@ -2,6 +2,7 @@
 //! the node registry follows every machine through its deployment phases.
 
 pub mod app;
+pub mod boot;
 pub mod config;
 pub mod control;
 pub mod ctl;

@@ -41,8 +41,8 @@ fn check(
 pub fn checks(path: Option<&Path>) -> Vec<Check> {
     let mut out = Vec::new();
     let cfg = match load_config(path) {
-        Ok(c) => {
-            out.push(check("config", Verdict::Ok, "configuration is valid", ""));
+        Ok((c, _)) => {
+            out.push(check("config", Verdict::Ok, "configuration and templates are valid", ""));
             c
         }
         Err(e) => {

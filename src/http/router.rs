@@ -1,7 +1,7 @@
 //! One router for the network listener and the control socket: the path is decoded
 //! once, then matched by segments; admin routes answer only on the control socket.
 
-use super::api;
+use super::{api, boot};
 use super::response::{error_response, text_response, Body};
 use crate::app::App;
 use hyper::body::Incoming;
@@ -93,6 +93,14 @@ async fn route(
                 ),
             )
         }
+        (&Method::GET, ["boot", file]) if file.ends_with(".ipxe") => {
+            let mac = file.trim_end_matches(".ipxe");
+            ("boot", boot::render(app, mac, req.uri().query(), boot::Doc::Script).await)
+        }
+        (&Method::GET, ["config", mac]) => (
+            "config",
+            boot::render(app, mac, req.uri().query(), boot::Doc::Config).await,
+        ),
         (&Method::GET, ["api", "v1", "status"]) => ("status", api::status(app)),
         (&Method::GET, ["api", "v1", "nodes"]) => ("nodes", api::list_nodes(app)),
         (&Method::GET, ["api", "v1", "nodes", mac]) => ("node", api::show_node(app, mac).await),

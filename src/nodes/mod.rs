@@ -222,6 +222,20 @@ impl Registry {
         Ok(gen)
     }
 
+    /// Records the hash of the token a node's scripts now carry (the token is never stored).
+    pub async fn note_token(&self, mac: MacAddr, hash: String) -> Result<(), RegistryError> {
+        let pending = {
+            let mut nodes = self.lock();
+            let n = nodes.get_mut(&mac).ok_or(RegistryError::NotFound(mac))?;
+            if n.token_hash.as_deref() == Some(hash.as_str()) {
+                return Ok(());
+            }
+            n.token_hash = Some(hash);
+            self.store.queue_node(n.to_row(), None)?
+        };
+        self.commit_or_reload(mac, pending).await
+    }
+
     /// Makes sure a node exists for a MAC seen on the wire; returns whether it is new.
     pub async fn discover(&self, mac: MacAddr) -> Result<bool, RegistryError> {
         let pending = {

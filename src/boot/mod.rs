@@ -1,0 +1,281 @@
+//! Which machine boots what: profile selection per MAC (node, group, default), the
+//! one-shot next boot, and the minijinja templates, compiled once per config load.
+
+use crate::config::{BootMode, Config};
+use crate::nodes::Node;
+use minijinja::Environment;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Templates built into the binary; a file of the same name in `templates_dir` wins.
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "discovery.ipxe",
+        include_str!("../../boot-assets/templates/discovery.ipxe"),
+    ),
+    (
+        "local.ipxe",
+        include_str!("../../boot-assets/templates/local.ipxe"),
+    ),
+];
+
+/// Largest template file bootd reads.
+const MAX_TEMPLATE: u64 = 1 << 20;
+
+/// Whether a template exists: a file in the templates dir or one built into bootd.
+pub fn template_exists(dir: &Path, name: &str) -> bool {
+    BUILTIN.iter().any(|(n, _)| *n == name) || dir.join(name).is_file()
+}
+
+/// A template that failed to load or compile, with `file:line`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{place}: {detail}")]
+pub struct TemplateError {
+    pub place: String,
+    pub detail: String,
+}
+
+/// Every template a config refers to, compiled.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+/// What a machine boots now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// The profile whose script is rendered (`local` for a local boot).
+    pub profile: String,
+    pub script: String,
+    pub config: Option<String>,
+    /// True when this render consumes a one-shot `next_boot`.
+    pub one_shot: bool,
+}
+
+/// The variables every template sees (DESIGN.md, "Templates and callbacks").
+#[derive(Debug, Clone, Serialize)]
+pub struct Context {
+    pub mac: String,
+    pub mac_hyphen: String,
+    pub ip: Option<String>,
+    pub hostname: Option<String>,
+    pub group: Option<String>,
+    pub profile: String,
+    pub arch: String,
+    pub base_url: String,
+    pub token: String,
+    pub phase_url: String,
+    pub hardware_url: String,
+    pub assets_url: String,
+    pub node: serde_json::Value,
+}
+
+impl Templates {
+    /// Reads and compiles every template the config names (plus the built-ins), and
+    /// renders each once with a sample context; all problems are reported together.
+    pub fn load(cfg: &Config) -> Result<Templates, Vec<TemplateError>> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+        let mut names: BTreeSet<String> = BUILTIN.iter().map(|(n, _)| n.to_string()).collect();
+        for p in cfg.profiles.values() {
+            names.insert(p.script.clone());
+            if let Some(c) = &p.config {
+                names.insert(c.clone());
+            }
+        }
+        let mut errors = Vec::new();
+        for name in &names {
+            let path = cfg.server.templates_dir.join(name);
+            let source = if path.is_file() {
+                match read_limited(&path) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        errors.push(TemplateError {
+                            place: path.display().to_string(),
+                            detail: e,
+                        });
+                        continue;
+                    }
+                }
+            } else if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| n == name) {
+                text.to_string()
+            } else {
+                errors.push(TemplateError {
+                    place: path.display().to_string(),
+                    detail: "template not found".into(),
+                });
+                continue;
+            };
+            if let Err(e) = env.add_template_owned(name.clone(), source) {
+                errors.push(TemplateError {
+                    place: format!("{}:{}", path.display(), e.line().unwrap_or(0)),
+                    detail: e.detail().unwrap_or("syntax error").to_string(),
+                });
+            }
+        }
+        let templates = Templates { env };
+        if errors.is_empty() {
+            let sample = Context::sample(cfg);
+            for name in &names {
+                if let Err(e) = templates.render(name, &sample) {
+                    errors.push(TemplateError {
+                        place: format!(
+                            "{}:{}",
+                            cfg.server.templates_dir.join(name).display(),
+                            e.line().unwrap_or(0)
+                        ),
+                        detail: e.detail().map(str::to_string).unwrap_or_else(|| e.to_string()),
+                    });
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(templates)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Renders one template.
+    pub fn render(&self, name: &str, ctx: &Context) -> Result<String, minijinja::Error> {
+        self.env.get_template(name)?.render(ctx)
+    }
+}
+
+fn read_limited(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.len() > MAX_TEMPLATE {
+        return Err(format!("larger than {MAX_TEMPLATE} bytes"));
+    }
+    std::fs::read_to_string(path).map_err(|e| e.to_string())
+}
+
+/// What `node` boots now: local disk, its one-shot next boot, its profile, its
+/// group's, or the default.
+pub fn select(node: Option<&Node>, cfg: &Config) -> Selection {
+    let by_name = |name: &str, one_shot: bool| {
+        let profile = cfg.profiles.get(name);
+        Selection {
+            profile: name.to_string(),
+            script: profile
+                .map(|p| p.script.clone())
+                .unwrap_or_else(|| format!("{name}.ipxe")),
+            config: profile.and_then(|p| p.config.clone()),
+            one_shot,
+        }
+    };
+    let Some(node) = node else {
+        return by_name(&cfg.boot.default_profile, false);
+    };
+    if let Some(next) = node.next_boot.as_deref() {
+        return by_name(next, true);
+    }
+    if node.boot == BootMode::Local {
+        return by_name("local", false);
+    }
+    let group_profile = node
+        .group
+        .as_ref()
+        .and_then(|g| cfg.groups.get(g))
+        .and_then(|g| g.profile.clone());
+    let name = node
+        .profile
+        .clone()
+        .or(group_profile)
+        .unwrap_or_else(|| cfg.boot.default_profile.clone());
+    by_name(&name, false)
+}
+
+impl Context {
+    /// The context of a node's render.
+    pub fn new(node: &Node, profile: &str, arch: &str, token: String, base_url: &str) -> Context {
+        let mac = node.mac.to_string();
+        Context {
+            mac_hyphen: node.mac.hyphenated(),
+            ip: node.ip.map(|i| i.to_string()),
+            hostname: node.hostname.clone(),
+            group: node.group.clone(),
+            profile: profile.to_string(),
+            arch: arch.to_string(),
+            base_url: base_url.to_string(),
+            token,
+            phase_url: format!("{base_url}/api/v1/nodes/{mac}/phase"),
+            hardware_url: format!("{base_url}/api/v1/nodes/{mac}/hardware"),
+            assets_url: format!("{base_url}/assets"),
+            node: serde_json::to_value(node).unwrap_or(serde_json::Value::Null),
+            mac,
+        }
+    }
+
+    /// A context with every variable set, for checking templates at load.
+    pub fn sample(cfg: &Config) -> Context {
+        let mut node = Node::new(
+            crate::mac::MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
+            crate::nodes::Origin::Config,
+        );
+        node.hostname = Some("sample".into());
+        node.ip = Some(std::net::Ipv4Addr::new(192, 0, 2, 10));
+        Context::new(
+            &node,
+            &cfg.boot.default_profile,
+            "x86_64-efi",
+            "0".repeat(40),
+            &cfg.server.public_url,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mac::MacAddr;
+
+    fn cfg() -> Config {
+        Config::embedded(Path::new("/nonexistent"))
+    }
+
+    #[test]
+    fn builtins_compile_and_render_every_variable() {
+        let cfg = cfg();
+        let t = Templates::load(&cfg).expect("templates");
+        let node = Node::new(MacAddr([0x52, 0x54, 0, 1, 2, 3]), crate::nodes::Origin::Config);
+        let ctx = Context::new(&node, "discovery", "bios", "tok".into(), "http://h:8080");
+        let out = t.render("discovery.ipxe", &ctx).expect("render");
+        assert!(out.starts_with("#!ipxe"));
+        assert!(out.contains("http://h:8080/assets/discovery/vmlinuz"));
+        assert!(out.contains("bootd.token=tok"));
+        assert!(out.contains("bootd.phase_url=http://h:8080/api/v1/nodes/52:54:00:01:02:03/phase"));
+        let local = t.render("local.ipxe", &ctx).expect("render");
+        assert!(local.contains("sanboot") && local.contains("${platform}"), "{local}");
+    }
+
+    #[test]
+    fn broken_template_is_reported_with_file_and_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("bad.ipxe"), "#!ipxe\nline two\n{{ broken \n").expect("write");
+        let mut cfg = cfg();
+        cfg.server.templates_dir = dir.path().to_path_buf();
+        if let Some(p) = cfg.profiles.get_mut("discovery") {
+            p.script = "bad.ipxe".into();
+        }
+        let errs = Templates::load(&cfg).err().expect("must fail");
+        let text = errs[0].to_string();
+        assert!(text.contains("bad.ipxe:3"), "{text}");
+    }
+
+    #[test]
+    fn selection_order_node_group_default_local_and_one_shot() {
+        let cfg = cfg();
+        let mut n = Node::new(MacAddr([2, 0, 0, 0, 0, 1]), crate::nodes::Origin::Config);
+        assert_eq!(select(Some(&n), &cfg).profile, "discovery");
+        assert_eq!(select(None, &cfg).profile, "discovery");
+        n.profile = Some("local".into());
+        assert_eq!(select(Some(&n), &cfg).script, "local.ipxe");
+        n.profile = None;
+        n.boot = BootMode::Local;
+        assert_eq!(select(Some(&n), &cfg).profile, "local");
+        n.next_boot = Some("discovery".into());
+        let s = select(Some(&n), &cfg);
+        assert_eq!((s.profile.as_str(), s.one_shot), ("discovery", true));
+    }
+}

@@ -1,0 +1,108 @@
+//! Boot scripts and install configs per MAC: `/boot/{mac}.ipxe` and `/config/{mac}`.
+//! Each render carries the node's current callback token and records its phase.
+
+use super::response::{error_response, text_response, Body};
+use crate::app::App;
+use crate::boot::{select, Context};
+use crate::config::UnknownPolicy;
+use crate::mac::MacAddr;
+use crate::nodes::{token, NodePatch, Phase, PhaseRequest, RegistryError};
+use hyper::{Response, StatusCode};
+use std::sync::Arc;
+
+/// Which document of the selected profile to render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Doc {
+    Script,
+    Config,
+}
+
+fn arch_param(query: Option<&str>) -> Option<&'static str> {
+    let q = query?;
+    q.split('&').find_map(|kv| match kv {
+        "arch=bios" => Some("bios"),
+        "arch=x86_64-efi" => Some("x86_64-efi"),
+        "arch=arm64-efi" => Some("arm64-efi"),
+        _ => None,
+    })
+}
+
+/// Renders the node's script or config; unknown MACs get the discovery script when
+/// `boot.unknown = "discover"`, else 404.
+pub async fn render(app: &Arc<App>, raw_mac: &str, query: Option<&str>, doc: Doc) -> Response<Body> {
+    let mac: MacAddr = match raw_mac.parse() {
+        Ok(m) => m,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let cfg = app.config();
+    if app.registry.get(mac).is_none() {
+        if cfg.boot.unknown == UnknownPolicy::Ignore {
+            return error_response(StatusCode::NOT_FOUND, format!("no node with MAC {mac}"));
+        }
+        if let Err(e) = app.registry.discover(mac).await {
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
+    }
+    let Some(node) = app.registry.get(mac) else {
+        return error_response(StatusCode::NOT_FOUND, format!("no node with MAC {mac}"));
+    };
+    let sel = select(Some(&node), &cfg);
+    let name = match doc {
+        Doc::Script => sel.script.clone(),
+        Doc::Config => match &sel.config {
+            Some(c) => c.clone(),
+            None => {
+                return error_response(
+                    StatusCode::NOT_FOUND,
+                    format!("profile {} has no install config", sel.profile),
+                )
+            }
+        },
+    };
+    let arch = arch_param(query)
+        .or_else(|| app.arch_of(mac))
+        .unwrap_or("x86_64-efi");
+    let tok = app.tokens.token(mac, node.token_gen);
+    let ctx = Context::new(&node, &sel.profile, arch, tok.clone(), &cfg.server.public_url);
+    let body = match app.templates().render(&name, &ctx) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(%mac, template = %name, error = %e, "render failed");
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR, format!("template {name}: {e}"));
+        }
+    };
+    app.metrics.renders.inc();
+    if let Err(e) = app.registry.note_token(mac, token::hash(&tok)).await {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    }
+    if sel.profile != "local" {
+        let to = match doc {
+            Doc::Script => Phase::IpxeBoot,
+            Doc::Config => Phase::ConfigRequested,
+        };
+        let req = PhaseRequest {
+            to,
+            progress: None,
+            message: format!("{} {}", sel.profile, name),
+            source: "http".into(),
+            force: false,
+        };
+        match app.registry.transition(mac, req).await {
+            Ok(_) | Err(RegistryError::Transition(_)) => {}
+            Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        }
+    }
+    if sel.one_shot && doc == Doc::Script {
+        // Install once: the next boot of this machine is from its disk again.
+        let back = NodePatch {
+            next_boot: Some(String::new()),
+            boot: Some("local".into()),
+            ..NodePatch::default()
+        };
+        if let Err(e) = app.registry.set(mac, &back).await {
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
+    }
+    tracing::info!(%mac, profile = %sel.profile, template = %name, arch, "rendered");
+    text_response(StatusCode::OK, "text/plain; charset=utf-8", body)
+}

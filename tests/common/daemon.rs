@@ -1,0 +1,246 @@
+//! Starts the real `bootd` binary on a temporary state dir with free loopback ports, and
+//! kills it (by pid) when the test ends, whatever happened.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (released before use; good enough for tests).
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free TCP port")
+}
+
+/// A free UDP port on 127.0.0.1.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
+/// Path of a built binary of this package.
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "bootd" => PathBuf::from(env!("CARGO_BIN_EXE_bootd")),
+        "bootctl" => PathBuf::from(env!("CARGO_BIN_EXE_bootctl")),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+/// A running bootd on loopback.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub http: SocketAddr,
+    pub tftp: SocketAddr,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// The `[server]`/`[tftp]` part of a test config for this dir and these ports;
+    /// `extra` is appended (nodes, profiles, ...).
+    pub fn config_text(dir: &Path, http: SocketAddr, tftp: SocketAddr, extra: &str) -> String {
+        format!(
+            r#"[server]
+state_dir = "{state}"
+assets_dir = "{state}/assets"
+templates_dir = "{state}/templates"
+http_listen = "{http}"
+public_url = "http://{http}"
+control_socket = "{state}/control.sock"
+
+[dhcp]
+mode = "off"
+
+[tftp]
+listen = "{tftp}"
+
+{extra}
+"#,
+            state = dir.join("state").display(),
+        )
+    }
+
+    /// Starts bootd with a config made of the test ports plus `extra`.
+    pub fn start(extra: &str) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, extra, &[])
+    }
+
+    /// Starts bootd in an existing dir (restarts keep the state), with extra env vars.
+    pub fn start_in(dir: tempfile::TempDir, extra: &str, env: &[(&str, &str)]) -> Daemon {
+        let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().expect("addr");
+        let tftp: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().expect("addr");
+        let config = dir.path().join("bootd.toml");
+        std::fs::create_dir_all(dir.path().join("state/templates")).expect("templates dir");
+        std::fs::write(&config, Self::config_text(dir.path(), http, tftp, extra)).expect("config");
+        let socket = dir.path().join("state/control.sock");
+        let log = dir.path().join("bootd.log");
+        let mut d = Daemon {
+            dir,
+            http,
+            tftp,
+            config,
+            socket,
+            log,
+            child: None,
+        };
+        d.spawn(env);
+        d
+    }
+
+    /// (Re)starts the process on the same dir and config.
+    pub fn spawn(&mut self, env: &[(&str, &str)]) {
+        let logfile = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut cmd = Command::new(bin("bootd"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("NOTIFY_SOCKET")
+            .env("BOOTD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(logfile.try_clone().expect("log"))
+            .stderr(logfile);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn bootd");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("bootd exited early ({status}); log:\n{}", self.log_text());
+                }
+            }
+            if std::net::TcpStream::connect(self.http).is_ok() && self.socket.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("bootd did not come up; log:\n{}", self.log_text());
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("running")
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// `kill -9` and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns its status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Ok(Some(s)) = c.try_wait() {
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Runs bootctl against this daemon; returns (exit code, stdout, stderr).
+    pub fn bootctl(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(bin("bootctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run bootctl");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `curl` against the HTTP listener: (status, body).
+    pub fn curl(&self, args: &[&str], path: &str) -> (u16, String) {
+        curl_url(args, &format!("http://{}{}", self.http, path))
+    }
+
+    /// `curl --unix-socket` against the control socket: (status, body).
+    pub fn curl_control(&self, args: &[&str], path: &str) -> (u16, String) {
+        let mut all = vec!["--unix-socket".to_string(), self.socket.display().to_string()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        curl_url(&refs, &format!("http://bootd{path}"))
+    }
+
+    /// The state dir.
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+}
+
+/// Runs curl, returning (status, body).
+pub fn curl_url(args: &[&str], url: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-S", "-o", "-", "-w", "\n%{http_code}", "--max-time", "20"])
+        .args(args)
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
