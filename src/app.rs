@@ -112,7 +112,10 @@ impl App {
 
     /// The architecture last seen for a MAC.
     pub fn arch_of(&self, mac: crate::mac::MacAddr) -> Option<&'static str> {
-        self.arch_seen.lock().ok().and_then(|m| m.get(&mac).copied())
+        self.arch_seen
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&mac).copied())
     }
 
     /// Re-reads the config file; an invalid one leaves the running config in place.

@@ -115,7 +115,14 @@ async fn serve(path: Option<PathBuf>) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let services = crate::services::bind(&cfg).await?;
 
-    let app = App::new(cfg.clone(), templates, store.clone(), registry, tokens, path.clone());
+    let app = App::new(
+        cfg.clone(),
+        templates,
+        store.clone(),
+        registry,
+        tokens,
+        path.clone(),
+    );
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(log_exit("http", {
         let app = app.clone();

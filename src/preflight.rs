@@ -42,7 +42,12 @@ pub fn checks(path: Option<&Path>) -> Vec<Check> {
     let mut out = Vec::new();
     let cfg = match load_config(path) {
         Ok((c, _)) => {
-            out.push(check("config", Verdict::Ok, "configuration and templates are valid", ""));
+            out.push(check(
+                "config",
+                Verdict::Ok,
+                "configuration and templates are valid",
+                "",
+            ));
             c
         }
         Err(e) => {

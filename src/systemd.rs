@@ -38,11 +38,21 @@ pub fn summary(app: &App) -> String {
     format!("{total} nodes: {}", parts.join(", "))
 }
 
+/// `WATCHDOG_USEC` when it is meant for this process: like libsystemd, a missing
+/// `WATCHDOG_PID` counts as ours, a different one does not.
+fn watchdog_usec() -> Option<u64> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    match std::env::var("WATCHDOG_PID") {
+        Ok(pid) if pid.parse::<u32>().ok() != Some(std::process::id()) => None,
+        _ => Some(usec),
+    }
+}
+
 /// Pets the watchdog at half of `WATCHDOG_USEC` while the store answers, and refreshes
 /// STATUS every interval; returns at shutdown. Without a watchdog it only refreshes STATUS.
 pub async fn watchdog(app: Arc<App>) {
-    let mut usec = 0u64;
-    let enabled = sd_notify::watchdog_enabled(false, &mut usec);
+    let usec = watchdog_usec().unwrap_or(0);
+    let enabled = usec > 0;
     let every = if enabled && usec > 0 {
         Duration::from_micros(usec / 2)
     } else {

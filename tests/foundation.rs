@@ -66,7 +66,13 @@ fn runtime_nodes_survive_a_restart() {
     let mut d = Daemon::start("");
     let (code, _, err) = d.bootctl(&["node", "add", "52-54-00-AA-00-01", "--hostname", "web1"]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = d.bootctl(&["phase", "52:54:00:aa:00:01", "installing", "--progress", "40"]);
+    let (code, _, err) = d.bootctl(&[
+        "phase",
+        "52:54:00:aa:00:01",
+        "installing",
+        "--progress",
+        "40",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(d.stop(), Some(0), "clean exit on SIGTERM");
     d.spawn(&[]);
@@ -95,8 +101,16 @@ fn kill9_during_acknowledged_changes_loses_nothing() {
             std::thread::spawn(move || {
                 let mut acked = Vec::new();
                 for i in 0..125 {
-                    let body = format!(r#"{{"phase":"installing","progress":{},"message":"change-{i}"}}"#, 30 + i % 50);
-                    match unix_request(&socket, "POST", &format!("/api/v1/nodes/{mac}/phase"), &body) {
+                    let body = format!(
+                        r#"{{"phase":"installing","progress":{},"message":"change-{i}"}}"#,
+                        30 + i % 50
+                    );
+                    match unix_request(
+                        &socket,
+                        "POST",
+                        &format!("/api/v1/nodes/{mac}/phase"),
+                        &body,
+                    ) {
                         Some(200) => acked.push(i),
                         _ => break,
                     }
@@ -108,7 +122,10 @@ fn kill9_during_acknowledged_changes_loses_nothing() {
     // Let a few hundred land, then pull the plug mid-stream.
     std::thread::sleep(Duration::from_millis(400));
     d.kill9();
-    let results: Vec<(String, Vec<usize>)> = threads.into_iter().map(|t| t.join().expect("thread")).collect();
+    let results: Vec<(String, Vec<usize>)> = threads
+        .into_iter()
+        .map(|t| t.join().expect("thread"))
+        .collect();
     let total: usize = results.iter().map(|(_, a)| a.len()).sum();
     assert!(total > 0, "no change was acknowledged before the kill");
     d.spawn(&[]);
@@ -123,7 +140,10 @@ fn kill9_during_acknowledged_changes_loses_nothing() {
             .map(|h| h["message"].as_str().unwrap_or("").to_string())
             .collect();
         for i in acked {
-            assert!(messages.contains(&format!("change-{i}")), "{mac}: acknowledged change-{i} lost");
+            assert!(
+                messages.contains(&format!("change-{i}")),
+                "{mac}: acknowledged change-{i} lost"
+            );
         }
     }
     eprintln!("acknowledged before kill -9: {total} changes; all present after restart");
@@ -141,10 +161,15 @@ fn control_socket_refuses_nobody_and_logs_mutations_with_uid() {
     let d = Daemon::start("");
     // nobody must be able to reach the socket file for the uid check to be what refuses it.
     for p in [d.dir.path(), &d.state()] {
-        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
     }
     let as_nobody = |mode: u32| {
-        std::fs::set_permissions(&d.socket, std::os::unix::fs::PermissionsExt::from_mode(mode)).expect("chmod");
+        std::fs::set_permissions(
+            &d.socket,
+            std::os::unix::fs::PermissionsExt::from_mode(mode),
+        )
+        .expect("chmod");
         Command::new("setpriv")
             .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
             .arg(bin("bootctl"))
@@ -157,24 +182,44 @@ fn control_socket_refuses_nobody_and_logs_mutations_with_uid() {
     // Mode 0660: the kernel refuses the connect.
     let out = as_nobody(0o660);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "{out:?}"
+    );
     // Even with the file opened up, SO_PEERCRED refuses uid nobody.
     let out = as_nobody(0o666);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("403"), "{out:?}");
-    assert_eq!(d.bootctl(&["--json", "nodes"]).1.matches("52:54:00:cc:00:01").count(), 0);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403"),
+        "{out:?}"
+    );
+    assert_eq!(
+        d.bootctl(&["--json", "nodes"])
+            .1
+            .matches("52:54:00:cc:00:01")
+            .count(),
+        0
+    );
     // Root may; the mutation is logged with its uid.
     assert_eq!(d.bootctl(&["node", "add", "52:54:00:cc:00:01"]).0, 0);
     let log = d.log_text();
     assert!(log.contains("peer refused"), "{log}");
-    assert!(log.lines().any(|l| l.contains("node added") && l.contains("operator:0")), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("node added") && l.contains("operator:0")),
+        "{log}"
+    );
 }
 
 #[test]
 fn sighup_keeps_old_config_when_broken_and_takes_a_good_one() {
     let d = Daemon::start("[[nodes]]\nmac = \"52:54:00:dd:00:01\"\nhostname = \"first\"\n");
     let original = std::fs::read_to_string(&d.config).expect("read");
-    std::fs::write(&d.config, format!("{original}\n[[nodes]]\nmac = \"not-a-mac\"\n")).expect("write");
+    std::fs::write(
+        &d.config,
+        format!("{original}\n[[nodes]]\nmac = \"not-a-mac\"\n"),
+    )
+    .expect("write");
     d.signal("HUP");
     std::thread::sleep(Duration::from_millis(500));
     let (code, body) = d.curl(&[], "/api/v1/nodes");
@@ -182,7 +227,11 @@ fn sighup_keeps_old_config_when_broken_and_takes_a_good_one() {
     assert!(body.contains("first"));
     assert!(d.log_text().contains("reload refused"), "{}", d.log_text());
 
-    std::fs::write(&d.config, format!("{original}\n[[nodes]]\nmac = \"52:54:00:dd:00:02\"\nhostname = \"second\"\n")).expect("write");
+    std::fs::write(
+        &d.config,
+        format!("{original}\n[[nodes]]\nmac = \"52:54:00:dd:00:02\"\nhostname = \"second\"\n"),
+    )
+    .expect("write");
     d.signal("HUP");
     let start = Instant::now();
     loop {
@@ -190,7 +239,10 @@ fn sighup_keeps_old_config_when_broken_and_takes_a_good_one() {
         if body.contains("second") {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "new node never appeared: {body}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "new node never appeared: {body}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // The same through bootctl reload, with a broken file: refused, exit 1.
@@ -205,12 +257,16 @@ fn sd_notify_ready_status_and_watchdog() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
-    sock.set_read_timeout(Some(Duration::from_secs(1))).expect("timeout");
+    sock.set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
     let sock_str = sock_path.display().to_string();
     let d = Daemon::start_in(
         dir,
         "",
-        &[("NOTIFY_SOCKET", sock_str.as_str()), ("WATCHDOG_USEC", "400000")],
+        &[
+            ("NOTIFY_SOCKET", sock_str.as_str()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
     );
     let mut seen = String::new();
     let start = Instant::now();
@@ -232,14 +288,28 @@ fn sd_notify_ready_status_and_watchdog() {
 #[test]
 fn bootctl_tables_json_and_exit_codes() {
     let d = Daemon::start("");
-    let (code, out, _) = d.bootctl(&["node", "add", "52:54:00:ee:00:01", "--hostname", "db1", "--ip", "10.0.0.9"]);
+    let (code, out, _) = d.bootctl(&[
+        "node",
+        "add",
+        "52:54:00:ee:00:01",
+        "--hostname",
+        "db1",
+        "--ip",
+        "10.0.0.9",
+    ]);
     assert_eq!(code, 0);
     assert!(out.contains("added 52:54:00:ee:00:01"), "{out}");
     let (code, out, _) = d.bootctl(&["nodes"]);
     assert_eq!(code, 0);
     let header = out.lines().next().unwrap_or("");
-    assert!(header.starts_with("MAC") && header.contains("PHASE"), "{out}");
-    assert!(out.contains("db1") && out.contains("10.0.0.9") && out.contains("known"), "{out}");
+    assert!(
+        header.starts_with("MAC") && header.contains("PHASE"),
+        "{out}"
+    );
+    assert!(
+        out.contains("db1") && out.contains("10.0.0.9") && out.contains("known"),
+        "{out}"
+    );
     let (code, out, _) = d.bootctl(&["--json", "nodes"]);
     assert_eq!(code, 0);
     assert_eq!(json(&out)["nodes"][0]["hostname"], "db1");
@@ -271,13 +341,27 @@ fn api_rejects_bad_macs_and_bad_tokens() {
     assert_eq!(d.bootctl(&["node", "add", "52:54:00:ff:00:01"]).0, 0);
     let (code, body) = d.curl(&[], "/api/v1/nodes/52:54:00:ff:00");
     assert_eq!(code, 400);
-    assert!(json(&body)["error"].as_str().unwrap_or("").contains("invalid MAC"));
-    for spelling in ["52-54-00-FF-00-01", "5254.00ff.0001", "52%3A54%3A00%3Aff%3A00%3A01"] {
+    assert!(json(&body)["error"]
+        .as_str()
+        .unwrap_or("")
+        .contains("invalid MAC"));
+    for spelling in [
+        "52-54-00-FF-00-01",
+        "5254.00ff.0001",
+        "52%3A54%3A00%3Aff%3A00%3A01",
+    ] {
         let (code, _) = d.curl(&[], &format!("/api/v1/nodes/{spelling}"));
         assert_eq!(code, 200, "{spelling}");
     }
     let (code, _) = d.curl(
-        &["-X", "POST", "-H", "Authorization: Bearer nope", "-d", r#"{"phase":"installing"}"#],
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Authorization: Bearer nope",
+            "-d",
+            r#"{"phase":"installing"}"#,
+        ],
         "/api/v1/nodes/52:54:00:ff:00:01/phase",
     );
     assert_eq!(code, 403);
@@ -291,5 +375,8 @@ fn api_rejects_bad_macs_and_bad_tokens() {
     let (code, body) = d.curl(&[], "/metrics");
     assert_eq!(code, 200);
     assert!(body.contains("bootd_nodes{phase=\"known\"} 1"), "{body}");
-    assert!(body.contains("bootd_process_resident_memory_bytes"), "{body}");
+    assert!(
+        body.contains("bootd_process_resident_memory_bytes"),
+        "{body}"
+    );
 }

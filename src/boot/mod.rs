@@ -124,7 +124,10 @@ impl Templates {
                             cfg.server.templates_dir.join(name).display(),
                             e.line().unwrap_or(0)
                         ),
-                        detail: e.detail().map(str::to_string).unwrap_or_else(|| e.to_string()),
+                        detail: e
+                            .detail()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| e.to_string()),
                     });
                 }
             }
@@ -238,7 +241,10 @@ mod tests {
     fn builtins_compile_and_render_every_variable() {
         let cfg = cfg();
         let t = Templates::load(&cfg).expect("templates");
-        let node = Node::new(MacAddr([0x52, 0x54, 0, 1, 2, 3]), crate::nodes::Origin::Config);
+        let node = Node::new(
+            MacAddr([0x52, 0x54, 0, 1, 2, 3]),
+            crate::nodes::Origin::Config,
+        );
         let ctx = Context::new(&node, "discovery", "bios", "tok".into(), "http://h:8080");
         let out = t.render("discovery.ipxe", &ctx).expect("render");
         assert!(out.starts_with("#!ipxe"));
@@ -246,13 +252,20 @@ mod tests {
         assert!(out.contains("bootd.token=tok"));
         assert!(out.contains("bootd.phase_url=http://h:8080/api/v1/nodes/52:54:00:01:02:03/phase"));
         let local = t.render("local.ipxe", &ctx).expect("render");
-        assert!(local.contains("sanboot") && local.contains("${platform}"), "{local}");
+        assert!(
+            local.contains("sanboot") && local.contains("${platform}"),
+            "{local}"
+        );
     }
 
     #[test]
     fn broken_template_is_reported_with_file_and_line() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("bad.ipxe"), "#!ipxe\nline two\n{{ broken \n").expect("write");
+        std::fs::write(
+            dir.path().join("bad.ipxe"),
+            "#!ipxe\nline two\n{{ broken \n",
+        )
+        .expect("write");
         let mut cfg = cfg();
         cfg.server.templates_dir = dir.path().to_path_buf();
         if let Some(p) = cfg.profiles.get_mut("discovery") {

@@ -29,7 +29,12 @@ fn arch_param(query: Option<&str>) -> Option<&'static str> {
 
 /// Renders the node's script or config; unknown MACs get the discovery script when
 /// `boot.unknown = "discover"`, else 404.
-pub async fn render(app: &Arc<App>, raw_mac: &str, query: Option<&str>, doc: Doc) -> Response<Body> {
+pub async fn render(
+    app: &Arc<App>,
+    raw_mac: &str,
+    query: Option<&str>,
+    doc: Doc,
+) -> Response<Body> {
     let mac: MacAddr = match raw_mac.parse() {
         Ok(m) => m,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, e.to_string()),
@@ -63,12 +68,21 @@ pub async fn render(app: &Arc<App>, raw_mac: &str, query: Option<&str>, doc: Doc
         .or_else(|| app.arch_of(mac))
         .unwrap_or("x86_64-efi");
     let tok = app.tokens.token(mac, node.token_gen);
-    let ctx = Context::new(&node, &sel.profile, arch, tok.clone(), &cfg.server.public_url);
+    let ctx = Context::new(
+        &node,
+        &sel.profile,
+        arch,
+        tok.clone(),
+        &cfg.server.public_url,
+    );
     let body = match app.templates().render(&name, &ctx) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(%mac, template = %name, error = %e, "render failed");
-            return error_response(StatusCode::INTERNAL_SERVER_ERROR, format!("template {name}: {e}"));
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("template {name}: {e}"),
+            );
         }
     };
     app.metrics.renders.inc();

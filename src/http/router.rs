@@ -1,8 +1,8 @@
 //! One router for the network listener and the control socket: the path is decoded
 //! once, then matched by segments; admin routes answer only on the control socket.
 
-use super::{api, boot};
 use super::response::{error_response, text_response, Body};
+use super::{api, boot};
 use crate::app::App;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -95,7 +95,10 @@ async fn route(
         }
         (&Method::GET, ["boot", file]) if file.ends_with(".ipxe") => {
             let mac = file.trim_end_matches(".ipxe");
-            ("boot", boot::render(app, mac, req.uri().query(), boot::Doc::Script).await)
+            (
+                "boot",
+                boot::render(app, mac, req.uri().query(), boot::Doc::Script).await,
+            )
         }
         (&Method::GET, ["config", mac]) => (
             "config",

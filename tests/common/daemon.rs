@@ -78,8 +78,12 @@ listen = "{tftp}"
 
     /// Starts bootd in an existing dir (restarts keep the state), with extra env vars.
     pub fn start_in(dir: tempfile::TempDir, extra: &str, env: &[(&str, &str)]) -> Daemon {
-        let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().expect("addr");
-        let tftp: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().expect("addr");
+        let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
+            .parse()
+            .expect("addr");
+        let tftp: SocketAddr = format!("127.0.0.1:{}", free_udp_port())
+            .parse()
+            .expect("addr");
         let config = dir.path().join("bootd.toml");
         std::fs::create_dir_all(dir.path().join("state/templates")).expect("templates dir");
         std::fs::write(&config, Self::config_text(dir.path(), http, tftp, extra)).expect("config");
@@ -165,7 +169,10 @@ listen = "{tftp}"
     /// SIGTERM and wait for a clean exit; returns its status code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(15) {
             if let Ok(Some(s)) = c.try_wait() {
@@ -210,7 +217,10 @@ listen = "{tftp}"
 
     /// `curl --unix-socket` against the control socket: (status, body).
     pub fn curl_control(&self, args: &[&str], path: &str) -> (u16, String) {
-        let mut all = vec!["--unix-socket".to_string(), self.socket.display().to_string()];
+        let mut all = vec![
+            "--unix-socket".to_string(),
+            self.socket.display().to_string(),
+        ];
         all.extend(args.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         curl_url(&refs, &format!("http://bootd{path}"))
@@ -225,7 +235,16 @@ listen = "{tftp}"
 /// Runs curl, returning (status, body).
 pub fn curl_url(args: &[&str], url: &str) -> (u16, String) {
     let out = Command::new("curl")
-        .args(["-s", "-S", "-o", "-", "-w", "\n%{http_code}", "--max-time", "20"])
+        .args([
+            "-s",
+            "-S",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "--max-time",
+            "20",
+        ])
         .args(args)
         .arg(url)
         .stdin(Stdio::null())
