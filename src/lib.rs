@@ -15,3 +15,4 @@ pub mod preflight;
 pub mod services;
 pub mod store;
 pub mod systemd;
+pub mod tftp;

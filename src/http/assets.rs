@@ -131,7 +131,10 @@ pub async fn serve(app: &Arc<App>, req: &Request<Incoming>, rel: &str) -> Respon
     let modified = UNIX_EPOCH + Duration::from_secs(meta.mtime().max(0) as u64);
     let last_modified = httpdate::fmt_http_date(modified);
     let headers = req.headers();
-    let fresh = match headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+    let fresh = match headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
         Some(inm) => inm.split(',').any(|t| t.trim() == tag || t.trim() == "*"),
         None => headers
             .get(header::IF_MODIFIED_SINCE)
@@ -160,7 +163,13 @@ pub async fn serve(app: &Arc<App>, req: &Request<Incoming>, rel: &str) -> Respon
         _ => RangeAsk::Whole,
     };
     let (status, span) = match ask {
-        RangeAsk::Whole => (StatusCode::OK, Span { start: 0, end: size }),
+        RangeAsk::Whole => (
+            StatusCode::OK,
+            Span {
+                start: 0,
+                end: size,
+            },
+        ),
         RangeAsk::Part(s) => {
             builder = builder.header(
                 header::CONTENT_RANGE,
@@ -182,7 +191,9 @@ pub async fn serve(app: &Arc<App>, req: &Request<Incoming>, rel: &str) -> Respon
         .header(header::CONTENT_LENGTH, HeaderValue::from(len));
     if head {
         // hyper keeps our Content-Length on HEAD when the body is empty.
-        return builder.body(full(Bytes::new())).unwrap_or_else(|_| not_found());
+        return builder
+            .body(full(Bytes::new()))
+            .unwrap_or_else(|_| not_found());
     }
     app.metrics.http_bytes.inc_by(len);
     let body = FileBody {
@@ -286,15 +297,36 @@ mod tests {
     fn ranges() {
         let p = |s| parse_range(s, 1000);
         assert_eq!(p("bytes=0-99"), RangeAsk::Part(Span { start: 0, end: 100 }));
-        assert_eq!(p("bytes=900-"), RangeAsk::Part(Span { start: 900, end: 1000 }));
-        assert_eq!(p("bytes=-100"), RangeAsk::Part(Span { start: 900, end: 1000 }));
-        assert_eq!(p("bytes=990-5000"), RangeAsk::Part(Span { start: 990, end: 1000 }));
+        assert_eq!(
+            p("bytes=900-"),
+            RangeAsk::Part(Span {
+                start: 900,
+                end: 1000
+            })
+        );
+        assert_eq!(
+            p("bytes=-100"),
+            RangeAsk::Part(Span {
+                start: 900,
+                end: 1000
+            })
+        );
+        assert_eq!(
+            p("bytes=990-5000"),
+            RangeAsk::Part(Span {
+                start: 990,
+                end: 1000
+            })
+        );
         assert_eq!(p("bytes=1000-"), RangeAsk::Unsatisfiable);
         assert_eq!(p("bytes=-0"), RangeAsk::Unsatisfiable);
         assert_eq!(p("bytes=5-1"), RangeAsk::Whole);
         assert_eq!(p("bytes=0-1,5-6"), RangeAsk::Whole);
         assert_eq!(p("items=0-1"), RangeAsk::Whole);
         assert_eq!(p("bytes=x-y"), RangeAsk::Whole);
-        assert_eq!(parse_range("bytes=-5", 3), RangeAsk::Part(Span { start: 0, end: 3 }));
+        assert_eq!(
+            parse_range("bytes=-5", 3),
+            RangeAsk::Part(Span { start: 0, end: 3 })
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! metrics. The control socket serves the same router with admin rights.
 
 mod api;
+mod assets;
 mod boot;
 mod response;
 mod router;

@@ -2,7 +2,7 @@
 //! once, then matched by segments; admin routes answer only on the control socket.
 
 use super::response::{error_response, text_response, Body};
-use super::{api, boot};
+use super::{api, assets, boot};
 use crate::app::App;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -104,6 +104,9 @@ async fn route(
             "config",
             boot::render(app, mac, req.uri().query(), boot::Doc::Config).await,
         ),
+        (&Method::GET | &Method::HEAD, ["assets", rest @ ..]) if !rest.is_empty() => {
+            ("assets", assets::serve(app, &req, &rest.join("/")).await)
+        }
         (&Method::GET, ["api", "v1", "status"]) => ("status", api::status(app)),
         (&Method::GET, ["api", "v1", "nodes"]) => ("nodes", api::list_nodes(app)),
         (&Method::GET, ["api", "v1", "nodes", mac]) => ("node", api::show_node(app, mac).await),

@@ -282,7 +282,10 @@ impl Registry {
             }
             let repeat = from == req.to;
             // A repeated boot phase (iPXE's second DHCP, a re-fetched script) is not news.
-            if repeat && req.to != Phase::Installing && !matches!(req.to, Phase::Custom(_)) {
+            // A TFTP transfer after the offer is news within `dhcp`; a retransmit is not.
+            let progress_phase = matches!(req.to, Phase::Installing | Phase::Custom(_));
+            let new_boot_step = req.to == Phase::Dhcp && req.message != node.message;
+            if repeat && !progress_phase && !new_boot_step {
                 return Ok(Applied::Unchanged);
             }
             let progress = self.progress_for(node, &req)?;

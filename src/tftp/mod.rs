@@ -1,0 +1,417 @@
+//! Read-only TFTP service (RFC 1350/2347/2348/2349/7440): the listener loop that checks
+//! requests and bounds sessions, and the types bootd configures and observes it with.
+
+pub mod cache;
+pub mod metrics;
+pub mod options;
+pub mod packet;
+pub mod path;
+mod session;
+pub mod source;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use thiserror::Error;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+pub use metrics::{ErrorKind, Metrics};
+
+use options::Negotiated;
+use packet::{write_error, ErrorCode, Mode, PacketError, Request, RequestKind, MAX_REQUEST_LEN};
+use path::PathError;
+
+/// How long running transfers may go on after shutdown before they are cut.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Receive buffer asked for on the listening socket, so a boot storm's requests queue.
+const LISTEN_RCVBUF: usize = 4 * 1024 * 1024;
+/// Consecutive receive errors on the listener after which `serve` gives up.
+const MAX_CONSECUTIVE_RECV_ERRORS: u32 = 1000;
+
+/// TFTP settings; a new value from the watch channel applies to new sessions only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Directory served; nothing outside it is ever read.
+    pub root: PathBuf,
+    /// Largest block size granted (RFC 2348 allows up to 65464).
+    pub max_blksize: u16,
+    /// Largest window granted (RFC 7440).
+    pub max_windowsize: u16,
+    /// Most sessions at once, all clients together.
+    pub max_sessions: usize,
+    /// Most sessions at once from one client IP address.
+    pub max_sessions_per_client: usize,
+    /// Files up to this size are served from the shared memory cache; larger ones stream.
+    pub cache_max_file: u64,
+    /// First retransmission interval (a client's `timeout` option overrides it).
+    pub retransmit: Duration,
+    /// Retransmissions of one packet before the client is given up on.
+    pub max_retries: u32,
+    /// Longest a single transfer may take.
+    pub session_deadline: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            root: PathBuf::from("."),
+            max_blksize: 1468,
+            max_windowsize: 16,
+            max_sessions: 2000,
+            max_sessions_per_client: 64,
+            cache_max_file: 64 * 1024 * 1024,
+            retransmit: Duration::from_secs(1),
+            max_retries: 5,
+            session_deadline: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// Hooks for the rest of bootd: transfer events and per-machine generated files.
+pub trait Observer: Send + Sync + 'static {
+    /// Called once per read request whose file was opened; `path` is normalised and
+    /// relative to the root, without a leading `/` (`grub/grub.cfg`).
+    fn transfer_started(&self, peer: SocketAddr, path: &str);
+    /// Contents to serve instead of the disk for `path` (same form as above), if any.
+    fn virtual_file(&self, peer: SocketAddr, path: &str) -> Option<Bytes>;
+}
+
+/// An observer that ignores events and has no virtual files.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopObserver;
+
+impl Observer for NoopObserver {
+    fn transfer_started(&self, _peer: SocketAddr, _path: &str) {}
+    fn virtual_file(&self, _peer: SocketAddr, _path: &str) -> Option<Bytes> {
+        None
+    }
+}
+
+/// Failures that stop the whole TFTP service.
+#[derive(Debug, Error)]
+pub enum TftpError {
+    /// The listening socket has no local address.
+    #[error("reading the TFTP listener's local address: {0}")]
+    LocalAddr(#[source] io::Error),
+    /// The listening socket keeps failing.
+    #[error(
+        "receiving on the TFTP listener failed {MAX_CONSECUTIVE_RECV_ERRORS} times in a row: {0}"
+    )]
+    Recv(#[source] io::Error),
+}
+
+/// What the listener does with one datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Drop silently (stray ACK/DATA/ERROR sent to the listening port).
+    Ignore,
+    /// Answer with an ERROR packet and count the error.
+    Refuse {
+        /// Wire error code.
+        code: ErrorCode,
+        /// Wire error text; never contains a host path.
+        text: &'static str,
+        /// Metric label.
+        kind: ErrorKind,
+    },
+    /// Start a read transfer.
+    Read {
+        /// Normalised path relative to the root.
+        path: String,
+        /// Transfer mode.
+        mode: Mode,
+        /// Negotiated options (tsize is filled in once the file is open).
+        neg: Negotiated,
+    },
+}
+
+/// Decides what to do with a datagram received on the listening port (pure).
+pub fn decide(datagram: &[u8], settings: &Settings) -> Decision {
+    let req = match Request::parse(datagram) {
+        Ok(r) => r,
+        Err(PacketError::BadOpcode(_)) => return Decision::Ignore,
+        Err(_) => {
+            return Decision::Refuse {
+                code: ErrorCode::IllegalOperation,
+                text: "malformed request",
+                kind: ErrorKind::Malformed,
+            }
+        }
+    };
+    if req.kind() == RequestKind::Write {
+        return Decision::Refuse {
+            code: ErrorCode::AccessViolation,
+            text: "access violation",
+            kind: ErrorKind::WriteRefused,
+        };
+    }
+    let path = match path::normalize(req.filename()) {
+        Ok(p) => p,
+        Err(PathError::Empty) => {
+            return Decision::Refuse {
+                code: ErrorCode::FileNotFound,
+                text: "file not found",
+                kind: ErrorKind::NotFound,
+            }
+        }
+        Err(_) => {
+            return Decision::Refuse {
+                code: ErrorCode::AccessViolation,
+                text: "access violation",
+                kind: ErrorKind::AccessViolation,
+            }
+        }
+    };
+    let neg = options::negotiate(&req, settings.max_blksize, settings.max_windowsize, 0);
+    Decision::Read {
+        path,
+        mode: req.mode(),
+        neg,
+    }
+}
+
+/// Serves TFTP on `socket` until `shutdown`, then drains transfers for at most
+/// [`SHUTDOWN_GRACE`].
+pub async fn serve(
+    socket: UdpSocket,
+    settings: watch::Receiver<Arc<Settings>>,
+    metrics: Arc<Metrics>,
+    observer: Arc<dyn Observer>,
+    shutdown: CancellationToken,
+) -> Result<(), TftpError> {
+    let local = socket.local_addr().map_err(TftpError::LocalAddr)?;
+    // Best effort: the kernel caps it at rmem_max.
+    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(LISTEN_RCVBUF);
+    let shared = Arc::new(session::Shared {
+        metrics: Arc::clone(&metrics),
+        observer,
+        cache: cache::FileCache::new(),
+        hard_stop: CancellationToken::new(),
+    });
+    let admission = Arc::new(Admission::default());
+    let tracker = TaskTracker::new();
+    // One byte more than the largest request, so an oversized one is seen as such.
+    let mut buf = vec![0u8; MAX_REQUEST_LEN + 1];
+    let mut reply = Vec::with_capacity(128);
+    let mut recv_errors = 0u32;
+    info!(%local, "tftp listening");
+    loop {
+        let received = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            r = socket.recv_from(&mut buf) => r,
+        };
+        let (len, peer) = match received {
+            Ok(x) => {
+                recv_errors = 0;
+                x
+            }
+            Err(e) => {
+                recv_errors += 1;
+                if recv_errors >= MAX_CONSECUTIVE_RECV_ERRORS {
+                    return Err(TftpError::Recv(e));
+                }
+                debug!(error = %e, "tftp listener receive error");
+                continue;
+            }
+        };
+        if peer.port() == 0 {
+            continue;
+        }
+        let current = Arc::clone(&settings.borrow());
+        let datagram = buf.get(..len).unwrap_or(&[]);
+        let refusal = match decide(datagram, &current) {
+            Decision::Ignore => None,
+            Decision::Refuse { code, text, kind } => {
+                debug!(%peer, reason = kind.as_str(), "request refused");
+                Some((code, text, kind))
+            }
+            Decision::Read { path, mode, neg } => {
+                match admission.admit(peer.ip(), &current, &metrics) {
+                    Ok(permit) => {
+                        let transfer = session::Transfer {
+                            peer,
+                            local_ip: local.ip(),
+                            path,
+                            mode,
+                            neg,
+                            settings: current,
+                            permit,
+                        };
+                        tracker.spawn(session::run(transfer, Arc::clone(&shared)));
+                        None
+                    }
+                    Err(kind) => {
+                        warn!(%peer, reason = kind.as_str(), "tftp request refused: too many sessions");
+                        Some((ErrorCode::Undefined, "server busy, try again", kind))
+                    }
+                }
+            }
+        };
+        if let Some((code, text, kind)) = refusal {
+            metrics.error(kind);
+            write_error(&mut reply, code, text);
+            // try_send_to: a full send buffer must never stall the listener.
+            let _ = socket.try_send_to(&reply, peer);
+        }
+    }
+    tracker.close();
+    info!(
+        active = tracker.len(),
+        "tftp stopped accepting, draining transfers"
+    );
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            active = tracker.len(),
+            "tftp grace period over, cutting transfers"
+        );
+        shared.hard_stop.cancel();
+        tracker.wait().await;
+    }
+    Ok(())
+}
+
+/// Session counts, total and per client address.
+#[derive(Default)]
+struct Admission {
+    state: Mutex<AdmissionState>,
+}
+
+#[derive(Default)]
+struct AdmissionState {
+    total: usize,
+    per_client: HashMap<IpAddr, usize>,
+}
+
+/// A counted session slot; released (and the gauge lowered) when dropped.
+pub(crate) struct Permit {
+    admission: Arc<Admission>,
+    metrics: Arc<Metrics>,
+    client: IpAddr,
+}
+
+impl Admission {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AdmissionState> {
+        // Counts are updated in single statements: a poisoned lock holds valid counts.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        settings: &Settings,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Permit, ErrorKind> {
+        let client = ip.to_canonical();
+        let mut st = self.lock();
+        if st.total >= settings.max_sessions {
+            return Err(ErrorKind::SessionLimit);
+        }
+        let count = st.per_client.entry(client).or_insert(0);
+        if *count >= settings.max_sessions_per_client {
+            if *count == 0 {
+                st.per_client.remove(&client);
+            }
+            return Err(ErrorKind::ClientLimit);
+        }
+        *count += 1;
+        st.total += 1;
+        metrics.session_opened();
+        Ok(Permit {
+            admission: Arc::clone(self),
+            metrics: Arc::clone(metrics),
+            client,
+        })
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut st = self.admission.lock();
+        st.total = st.total.saturating_sub(1);
+        if let Some(count) = st.per_client.get_mut(&self.client) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                st.per_client.remove(&self.client);
+            }
+        }
+        self.metrics.session_closed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions() {
+        let s = Settings::default();
+        assert_eq!(decide(b"\0\x04\0\x01", &s), Decision::Ignore);
+        assert!(matches!(
+            decide(b"\0\x02f\0octet\0", &s),
+            Decision::Refuse {
+                code: ErrorCode::AccessViolation,
+                kind: ErrorKind::WriteRefused,
+                ..
+            }
+        ));
+        assert!(matches!(
+            decide(b"\0\x01../etc/passwd\0octet\0", &s),
+            Decision::Refuse {
+                code: ErrorCode::AccessViolation,
+                ..
+            }
+        ));
+        assert!(matches!(
+            decide(b"\0\x01f\0", &s),
+            Decision::Refuse {
+                kind: ErrorKind::Malformed,
+                ..
+            }
+        ));
+        match decide(b"\0\x01\\boot\\x.efi\0octet\0blksize\x009000\0", &s) {
+            Decision::Read { path, mode, neg } => {
+                assert_eq!(path, "boot/x.efi");
+                assert_eq!(mode, Mode::Octet);
+                assert_eq!(neg.blksize, 1468);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn admission_bounds_and_release() {
+        let adm = Arc::new(Admission::default());
+        let m = Arc::new(Metrics::new());
+        let s = Settings {
+            max_sessions: 3,
+            max_sessions_per_client: 2,
+            ..Settings::default()
+        };
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let p1 = adm.admit(a, &s, &m).unwrap();
+        let _p2 = adm.admit(a, &s, &m).unwrap();
+        assert_eq!(adm.admit(a, &s, &m).err(), Some(ErrorKind::ClientLimit));
+        let _p3 = adm.admit(b, &s, &m).unwrap();
+        assert_eq!(adm.admit(b, &s, &m).err(), Some(ErrorKind::SessionLimit));
+        assert_eq!(m.active_sessions(), 3);
+        drop(p1);
+        assert_eq!(m.active_sessions(), 2);
+        assert!(adm.admit(a, &s, &m).is_ok());
+        // The temporary permit above was dropped at once.
+        assert_eq!(m.active_sessions(), 2);
+    }
+}
