@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod daemon;
+pub mod dhcp;
 pub mod http;
 pub mod mac;
 pub mod metrics;

@@ -15,6 +15,49 @@ pub struct Services {
     tftp: Option<tokio::net::UdpSocket>,
 }
 
+/// DHCP settings from the config (the service binds its own sockets per interface).
+pub fn dhcp_settings(cfg: &Config) -> crate::dhcp::Settings {
+    use crate::config::{DhcpMode, Option43, UnknownPolicy};
+    use crate::dhcp::{Mode, Option43Strategy, Pool, Unknown};
+    crate::dhcp::Settings {
+        mode: match cfg.dhcp.mode {
+            DhcpMode::Off => Mode::Off,
+            DhcpMode::Proxy => Mode::Proxy,
+            DhcpMode::Full => Mode::Full,
+        },
+        interfaces: cfg.server.interfaces.clone(),
+        public_url: cfg.server.public_url.clone(),
+        bios_file: cfg.boot.bios_file.clone(),
+        efi_file: cfg.boot.efi_file.clone(),
+        arm64_file: cfg.boot.arm64_file.clone(),
+        unknown: match cfg.boot.unknown {
+            UnknownPolicy::Discover => Unknown::Discover,
+            UnknownPolicy::Ignore => Unknown::Ignore,
+        },
+        pools: cfg
+            .dhcp
+            .pools
+            .iter()
+            .map(|p| Pool {
+                subnet: p.subnet.addr,
+                prefix: p.subnet.prefix,
+                range: (p.start, p.end),
+                router: p.router,
+                dns: p.dns.clone(),
+                lease_time: p.lease_time,
+                domain: p.domain.clone(),
+            })
+            .collect(),
+        ipv6_ra: cfg.dhcp.ipv6_ra,
+        proxy_option43: match cfg.dhcp.proxy_option43 {
+            Option43::Menu => Option43Strategy::Menu,
+            Option43::Minimal => Option43Strategy::Minimal,
+        },
+        rate_per_mac: cfg.dhcp.rate_per_mac,
+        ..crate::dhcp::Settings::default()
+    }
+}
+
 /// Binds every enabled packet service's sockets.
 pub async fn bind(cfg: &Config) -> Result<Services, String> {
     let tftp = if cfg.tftp.enabled {
@@ -68,6 +111,18 @@ fn derive<T: Send + Sync + 'static>(
 impl Services {
     /// Starts the services on the app.
     pub fn spawn(self, app: &Arc<App>, tasks: &mut JoinSet<()>) {
+        if app.config().dhcp.mode != crate::config::DhcpMode::Off {
+            let metrics = Arc::new(crate::dhcp::Metrics::new());
+            app.metrics.with_registry(|r| metrics.register(r));
+            let settings = derive(app, tasks, dhcp_settings);
+            let backend = Arc::new(DhcpBackend { app: app.clone() });
+            let shutdown = app.shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(e) = crate::dhcp::serve(settings, backend, metrics, shutdown).await {
+                    tracing::error!(error = %e, "dhcp service failed");
+                }
+            });
+        }
         if let Some(socket) = self.tftp {
             let metrics = Arc::new(crate::tftp::Metrics::new());
             app.metrics.with_registry(|r| metrics.register(r));
@@ -149,4 +204,151 @@ impl crate::tftp::Observer for TftpObserver {
     fn virtual_file(&self, _peer: SocketAddr, _path: &str) -> Option<bytes::Bytes> {
         None
     }
+}
+
+/// bootd's side of the DHCP service: nodes from the registry, offers as phase events,
+/// leases in the store.
+struct DhcpBackend {
+    app: Arc<App>,
+}
+
+impl crate::dhcp::Backend for DhcpBackend {
+    fn node(&self, mac: MacAddr) -> crate::dhcp::NodeBoot {
+        let Some(node) = self.app.registry.get(mac) else {
+            return crate::dhcp::NodeBoot::default();
+        };
+        let cfg = self.app.config();
+        let spec = cfg.node(mac);
+        let profile = crate::boot::select(Some(&node), &cfg).profile;
+        let prof = cfg.profiles.get(&profile);
+        let pick = |from_spec: Option<&Option<String>>, from_prof: Option<&Option<String>>| {
+            from_spec
+                .cloned()
+                .flatten()
+                .or_else(|| from_prof.cloned().flatten())
+        };
+        crate::dhcp::NodeBoot {
+            known: true,
+            reserved_ip: node.ip,
+            hostname: node.hostname.clone(),
+            bios_file: pick(spec.map(|s| &s.bios_file), prof.map(|p| &p.bios_file)),
+            efi_file: pick(spec.map(|s| &s.efi_file), prof.map(|p| &p.efi_file)),
+            arm64_file: pick(spec.map(|s| &s.arm64_file), prof.map(|p| &p.arm64_file)),
+            loader_grub: prof.is_some_and(|p| p.loader == crate::config::Loader::Grub),
+        }
+    }
+
+    fn offered(
+        &self,
+        mac: MacAddr,
+        ip: Option<Ipv4Addr>,
+        arch: Option<crate::dhcp::Arch>,
+        iface: &str,
+    ) {
+        if let Some(family) = arch.and_then(|a| a.family()) {
+            let name = match family {
+                crate::dhcp::ArchFamily::Bios => "bios",
+                crate::dhcp::ArchFamily::X64Efi | crate::dhcp::ArchFamily::X64Http => "x86_64-efi",
+                crate::dhcp::ArchFamily::Arm64Efi | crate::dhcp::ArchFamily::Arm64Http => {
+                    "arm64-efi"
+                }
+            };
+            self.app.note_arch(mac, name);
+        }
+        let app = self.app.clone();
+        let message = match ip {
+            Some(ip) => format!("offer {ip} on {iface}"),
+            None => format!("proxy offer on {iface}"),
+        };
+        tokio::spawn(async move {
+            let cfg = app.config();
+            if app.registry.get(mac).is_none() {
+                if cfg.boot.unknown != crate::config::UnknownPolicy::Discover {
+                    return;
+                }
+                if let Err(e) = app.registry.discover(mac).await {
+                    tracing::warn!(%mac, error = %e, "cannot record discovered machine");
+                    return;
+                }
+            }
+            if !app.registry.boot_counts(mac) {
+                return;
+            }
+            let req = PhaseRequest {
+                to: Phase::Dhcp,
+                progress: None,
+                message,
+                source: "dhcp".into(),
+                force: false,
+            };
+            if let Err(e) = app.registry.transition(mac, req).await {
+                tracing::debug!(%mac, error = %e, "dhcp event not recorded");
+            }
+        });
+    }
+
+    fn load_leases(&self) -> Result<Vec<crate::dhcp::Lease>, crate::dhcp::BackendError> {
+        let rows = self
+            .app
+            .store
+            .load_leases()
+            .map_err(|e| crate::dhcp::BackendError(e.to_string()))?;
+        Ok(rows.iter().filter_map(lease_from_row).collect())
+    }
+
+    fn persist_leases(
+        &self,
+        leases: &[crate::dhcp::Lease],
+    ) -> Result<(), crate::dhcp::BackendError> {
+        let rows: Vec<crate::store::LeaseRow> = leases.iter().map(lease_to_row).collect();
+        let store = self.app.store.clone();
+        tokio::runtime::Handle::current()
+            .block_on(store.save_leases(rows))
+            .map_err(|e| crate::dhcp::BackendError(e.to_string()))
+    }
+
+    fn reserved_for(&self, ip: Ipv4Addr) -> Option<MacAddr> {
+        self.app.registry.mac_by_ip(ip)
+    }
+}
+
+fn lease_state_name(s: crate::dhcp::LeaseState) -> &'static str {
+    use crate::dhcp::LeaseState::*;
+    match s {
+        Offered => "offered",
+        Bound => "bound",
+        Released => "released",
+        Declined => "declined",
+    }
+}
+
+fn lease_to_row(l: &crate::dhcp::Lease) -> crate::store::LeaseRow {
+    let expires = l
+        .expires
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    crate::store::LeaseRow {
+        mac: l.mac.to_string(),
+        ip: l.ip.to_string(),
+        expires,
+        hostname: l.hostname.clone(),
+        state: lease_state_name(l.state).into(),
+    }
+}
+
+fn lease_from_row(r: &crate::store::LeaseRow) -> Option<crate::dhcp::Lease> {
+    use crate::dhcp::LeaseState::*;
+    Some(crate::dhcp::Lease {
+        mac: r.mac.parse().ok()?,
+        ip: r.ip.parse().ok()?,
+        expires: std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.expires.max(0) as u64),
+        hostname: r.hostname.clone(),
+        state: match r.state.as_str() {
+            "bound" => Bound,
+            "released" => Released,
+            "declined" => Declined,
+            _ => Offered,
+        },
+    })
 }

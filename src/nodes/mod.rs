@@ -106,6 +106,14 @@ impl Registry {
         v
     }
 
+    /// The node an address is reserved for.
+    pub fn mac_by_ip(&self, ip: std::net::Ipv4Addr) -> Option<MacAddr> {
+        self.lock()
+            .values()
+            .find(|n| n.ip == Some(ip))
+            .map(|n| n.mac)
+    }
+
     /// Node count per phase name.
     pub fn count_by_phase(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();

@@ -1,0 +1,268 @@
+//! DHCP and ProxyDHCP service: answers PXE firmware on ports 67 and 4011 with the right
+//! boot file, and in full mode hands out addresses from pools with durable leases.
+//!
+//! Shape of one packet: `socket` reads a frame and the interface it came in on →
+//! `request` summarises it (borrowed, no allocation) → `lease` plans the address part
+//! (full mode) → `decide` (pure) picks the answer and says why → `reply` writes it into
+//! a reused buffer → `socket` sends it out of the same interface (UDP, or AF_PACKET for
+//! a unicast to a client without an address). Leases of a burst are committed together
+//! through [`Backend::persist_leases`] before their ACKs leave (`service`).
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+use crate::mac::MacAddr;
+
+pub mod decide;
+#[doc(hidden)]
+pub mod fuzz;
+pub mod lease;
+pub mod metrics;
+pub mod pxe;
+pub mod ra;
+pub mod reply;
+pub mod request;
+mod service;
+pub mod socket;
+#[cfg(test)]
+mod testdata;
+#[cfg(test)]
+mod tests;
+pub mod wire;
+
+pub use decide::{decide, BootFile, Context, Decision, IgnoreReason, Port, Reply};
+#[doc(hidden)]
+pub use fuzz::fuzz_one;
+pub use lease::{LeaseAnswer, LeaseTable};
+pub use metrics::Metrics;
+pub use pxe::{Arch, ArchFamily};
+pub use request::{MessageType, PxeRequest, RequestError};
+
+/// Which DHCP service runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// No DHCP at all.
+    Off,
+    /// ProxyDHCP: boot information only, next to another DHCP server.
+    Proxy,
+    /// Authoritative DHCP server for the configured pools.
+    Full,
+}
+
+/// What to do with MACs that bootd does not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unknown {
+    /// Answer them and report them (bootd records them as `discovered`).
+    Discover,
+    /// Stay silent (they are still reported).
+    Ignore,
+}
+
+/// How a ProxyDHCP offer carries PXE option 43.
+///
+/// Default `Minimal`: discovery control = 8 ("boot file present: use it, no discovery")
+/// plus siaddr and file in the offer. iPXE then boots from the offer itself (it needs
+/// siaddr + file, `dhcp_has_pxeopts`), and OVMF/EDK2 classifies the offer as a
+/// "ProxyBinl" offer and asks port 4011 with a REQUEST, which we ACK with the file.
+/// `Menu` adds a one-item boot menu, a zero-timeout prompt and a boot-server list naming
+/// us, for old PXE ROMs that ignore an offer without a menu; they then send a boot
+/// server request with option 43.71 to 4011, which is answered like any 4011 request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Option43Strategy {
+    /// Discovery control only.
+    #[default]
+    Minimal,
+    /// Discovery control, boot servers, one-item menu, zero-timeout prompt.
+    Menu,
+}
+
+/// An address pool (full mode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pool {
+    /// Network address.
+    pub subnet: Ipv4Addr,
+    /// Prefix length (0..=32).
+    pub prefix: u8,
+    /// First and last address handed out, inclusive.
+    pub range: (Ipv4Addr, Ipv4Addr),
+    /// Default gateway (option 3).
+    pub router: Option<Ipv4Addr>,
+    /// DNS servers (option 6).
+    pub dns: Vec<Ipv4Addr>,
+    /// Lease duration (option 51).
+    pub lease_time: Duration,
+    /// Domain name (option 15).
+    pub domain: Option<String>,
+}
+
+impl Pool {
+    /// The subnet mask.
+    pub fn mask(&self) -> Ipv4Addr {
+        let bits = u32::MAX
+            .checked_shl(32 - u32::from(self.prefix.min(32)))
+            .unwrap_or(0);
+        Ipv4Addr::from(bits)
+    }
+    /// True if `ip` is in this pool's subnet.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let m = u32::from(self.mask());
+        u32::from(ip) & m == u32::from(self.subnet) & m
+    }
+    /// True if `ip` is in the range handed out.
+    pub fn in_range(&self, ip: Ipv4Addr) -> bool {
+        (self.range.0..=self.range.1).contains(&ip)
+    }
+}
+
+/// The DHCP part of bootd's configuration, validated by the config loader.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Off, Proxy or Full.
+    pub mode: Mode,
+    /// Interfaces served (empty: all).
+    pub interfaces: Vec<String>,
+    /// Base URL for HTTP boot and iPXE scripts, without a trailing slash.
+    pub public_url: String,
+    /// Boot file for BIOS PXE (arch 0).
+    pub bios_file: String,
+    /// Boot file for x64 UEFI (arch 7, 9; and as URL for 16).
+    pub efi_file: String,
+    /// Boot file for ARM64 UEFI (arch 11; and as URL for 19).
+    pub arm64_file: String,
+    /// Unknown MACs: discover or ignore.
+    pub unknown: Unknown,
+    /// Pools (full mode).
+    pub pools: Vec<Pool>,
+    /// Send minimal IPv6 router advertisements on the served interfaces.
+    pub ipv6_ra: bool,
+    /// Option 43 shape in ProxyDHCP replies.
+    pub proxy_option43: Option43Strategy,
+    /// DHCP server port (67; clients are on port + 1).
+    pub port: u16,
+    /// PXE boot server port (4011).
+    pub pxe_port: u16,
+    /// Packets per second accepted from one MAC (burst of the same size).
+    pub rate_per_mac: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            mode: Mode::Off,
+            interfaces: Vec::new(),
+            public_url: "http://127.0.0.1:8080".into(),
+            bios_file: "undionly.kpxe".into(),
+            efi_file: "ipxe.efi".into(),
+            arm64_file: "arm64/ipxe.efi".into(),
+            unknown: Unknown::Discover,
+            pools: Vec::new(),
+            ipv6_ra: false,
+            proxy_option43: Option43Strategy::Minimal,
+            port: 67,
+            pxe_port: 4011,
+            rate_per_mac: 20,
+        }
+    }
+}
+
+/// What bootd knows about a MAC, with boot-file overrides already merged from the
+/// node, its group and its profile.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeBoot {
+    /// The MAC is a configured or discovered node.
+    pub known: bool,
+    /// Reserved address (full mode).
+    pub reserved_ip: Option<Ipv4Addr>,
+    /// Host name (option 12 in full mode).
+    pub hostname: Option<String>,
+    /// Override of `Settings::bios_file`.
+    pub bios_file: Option<String>,
+    /// Override of `Settings::efi_file`.
+    pub efi_file: Option<String>,
+    /// Override of `Settings::arm64_file`.
+    pub arm64_file: Option<String>,
+    /// Reserved for Secure Boot chains (shim/GRUB); not used by the decision yet.
+    pub loader_grub: bool,
+}
+
+/// Where a lease stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Offered, not yet requested (kept in memory only).
+    Offered,
+    /// Acknowledged.
+    Bound,
+    /// Given back by the client.
+    Released,
+    /// Declined by the client: the address is quarantined until `expires`.
+    Declined,
+}
+
+/// One lease as persisted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// Client.
+    pub mac: MacAddr,
+    /// Address.
+    pub ip: Ipv4Addr,
+    /// End of the lease (or of the quarantine for `Declined`).
+    pub expires: SystemTime,
+    /// Host name the client sent or the node has.
+    pub hostname: Option<String>,
+    /// State.
+    pub state: LeaseState,
+}
+
+/// A failure of the backend's store.
+#[derive(Debug, Error)]
+#[error("lease store: {0}")]
+pub struct BackendError(pub String);
+
+/// bootd's side of the DHCP service: node lookup, phase reports, lease storage.
+pub trait Backend: Send + Sync + 'static {
+    /// Boot facts for a MAC; fast, in memory.
+    fn node(&self, mac: MacAddr) -> NodeBoot;
+    /// An offer (or proxy offer) was sent to `mac`; must not block.
+    fn offered(&self, mac: MacAddr, ip: Option<Ipv4Addr>, arch: Option<Arch>, iface: &str);
+    /// Leases stored before this start.
+    fn load_leases(&self) -> Result<Vec<Lease>, BackendError>;
+    /// Stores leases durably; blocking; called on a blocking thread.
+    fn persist_leases(&self, leases: &[Lease]) -> Result<(), BackendError>;
+    /// The MAC an address is reserved for, if any (keeps dynamic clients off it).
+    fn reserved_for(&self, _ip: Ipv4Addr) -> Option<MacAddr> {
+        None
+    }
+}
+
+/// Why the service could not run.
+#[derive(Debug, Error)]
+pub enum DhcpError {
+    /// A socket could not be created or bound.
+    #[error("cannot bind DHCP socket {what}: {source}")]
+    Bind {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Leases could not be loaded at start.
+    #[error("cannot load leases: {0}")]
+    LoadLeases(#[from] BackendError),
+    /// Reading or writing a socket failed in a way that is not per-packet.
+    #[error("DHCP socket I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the DHCP service until `shutdown`: binds its own sockets per the current
+/// settings (rebinding when the ports or mode change) and answers until cancelled.
+pub async fn serve(
+    settings: tokio::sync::watch::Receiver<Arc<Settings>>,
+    backend: Arc<dyn Backend>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), DhcpError> {
+    service::run(settings, backend, metrics, shutdown).await
+}

@@ -1,0 +1,633 @@
+//! The socket loop: reads requests from 67 and 4011, runs plan → decide → write, sends
+//! replies out of the interface they came in on, and group-commits leases before ACKs.
+//!
+//! Leases of one burst are persisted by a single `persist_leases` call on a blocking
+//! thread; the ACKs of that burst wait in memory and leave only after it returns Ok.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use socket2::Socket;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::decide::{decide, Context, Decision, Destination, IgnoreReason, Port};
+use super::lease::{LeaseAnswer, LeaseTable, PlanCtx};
+use super::metrics::{Metrics, MsgLabels};
+use super::reply::{self, ReplyScratch};
+use super::request::{MessageType, PxeRequest};
+use super::socket::{self, IfaceTable, LinkDest, LinkSender, Received, MAX_FRAME_LEN};
+use super::wire::MAX_PACKET_LEN;
+use super::{ra, Backend, BackendError, DhcpError, Lease, Mode, Settings};
+use crate::mac::MacAddr;
+
+/// Most datagrams read from one socket before the loop looks at its other work.
+pub const MAX_BURST: usize = 512;
+/// Most MACs tracked by the rate limiter.
+pub const MAX_TRACKED_MACS: usize = 65_536;
+/// A rate-limiter entry idle this long is forgotten.
+pub const RATE_IDLE: Duration = Duration::from_secs(10);
+/// How often expired offers, quarantines and idle rate entries are swept.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// Most ACKs waiting for one group commit (beyond it requests are dropped: the
+/// clients retry, and memory stays bounded).
+pub const MAX_PENDING: usize = 16_384;
+
+/// Which socket a reply leaves from.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    Dhcp,
+    Pxe,
+}
+
+/// Where a written reply goes.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Udp {
+        via: Via,
+        dst: SocketAddrV4,
+        ifindex: u32,
+        src: Ipv4Addr,
+    },
+    Link(LinkDest),
+}
+
+/// A reply waiting for its lease to be durable.
+struct Pending {
+    bytes: Vec<u8>,
+    target: Target,
+    kind: MessageType,
+}
+
+/// A commit being persisted, with the replies that wait for it.
+struct InFlight {
+    task: JoinHandle<Result<(), BackendError>>,
+    replies: Vec<Pending>,
+    leases: usize,
+}
+
+struct Io {
+    dhcp: AsyncFd<Socket>,
+    pxe: AsyncFd<Socket>,
+    link: Option<LinkSender>,
+}
+
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// Everything the loop mutates.
+struct State {
+    settings: Arc<Settings>,
+    backend: Arc<dyn Backend>,
+    metrics: Arc<Metrics>,
+    table: LeaseTable,
+    ifaces: IfaceTable,
+    buckets: HashMap<MacAddr, Bucket>,
+    rx: Box<[u8]>,
+    tx: Box<[u8]>,
+    frame: Box<[u8]>,
+    scratch: Box<ReplyScratch>,
+    pending: Vec<Pending>,
+    pending_leases: Vec<Lease>,
+    spare: Vec<Vec<u8>>,
+    inflight: Option<InFlight>,
+}
+
+enum Exit {
+    Shutdown,
+    Rebind,
+}
+
+pub(super) async fn run(
+    mut settings: watch::Receiver<Arc<Settings>>,
+    backend: Arc<dyn Backend>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), DhcpError> {
+    let loader = backend.clone();
+    let leases = tokio::task::spawn_blocking(move || loader.load_leases())
+        .await
+        .map_err(|e| DhcpError::LoadLeases(BackendError(e.to_string())))??;
+    let mut table = LeaseTable::new();
+    let loaded = leases.len();
+    table.load(leases);
+    tracing::info!(leases = loaded, "DHCP leases loaded");
+    let ra_token = shutdown.child_token();
+    let ra_task = tokio::spawn(ra::run(settings.clone(), ra_token.clone()));
+    let mut state = State {
+        settings: settings.borrow_and_update().clone(),
+        backend,
+        metrics,
+        table,
+        ifaces: IfaceTable::new(),
+        buckets: HashMap::new(),
+        rx: vec![0; MAX_PACKET_LEN + 1].into_boxed_slice(),
+        tx: vec![0; MAX_FRAME_LEN].into_boxed_slice(),
+        frame: vec![0; MAX_FRAME_LEN].into_boxed_slice(),
+        scratch: Box::default(),
+        pending: Vec::new(),
+        pending_leases: Vec::new(),
+        spare: Vec::new(),
+        inflight: None,
+    };
+    let result = loop {
+        state.settings = settings.borrow_and_update().clone();
+        if state.settings.mode == Mode::Off {
+            tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                c = settings.changed() => if c.is_err() { break Ok(()) } else { continue },
+            }
+        }
+        let io = match bind(&state.settings) {
+            Ok(io) => io,
+            Err(e) => break Err(e),
+        };
+        tracing::info!(
+            mode = ?state.settings.mode,
+            port = state.settings.port,
+            pxe_port = state.settings.pxe_port,
+            interfaces = ?state.settings.interfaces,
+            "DHCP listening"
+        );
+        match state.serve(&io, &mut settings, &shutdown).await {
+            Ok(Exit::Shutdown) => break Ok(()),
+            Ok(Exit::Rebind) => continue,
+            Err(e) => break Err(e),
+        }
+    };
+    state.drain_commits().await;
+    ra_token.cancel();
+    let _ = ra_task.await;
+    result
+}
+
+fn bind(s: &Settings) -> Result<Io, DhcpError> {
+    let open = |port: u16, what: &str| {
+        socket::bind_udp(port)
+            .and_then(socket::register)
+            .map_err(|source| DhcpError::Bind {
+                what: format!("{what} UDP port {port}"),
+                source,
+            })
+    };
+    let dhcp = open(s.port, "DHCP")?;
+    let pxe = open(s.pxe_port, "PXE")?;
+    let link = match LinkSender::open() {
+        Ok(l) => Some(l),
+        Err(e) => {
+            // Without CAP_NET_RAW, replies to address-less clients are broadcast instead.
+            tracing::warn!(error = %e, "no AF_PACKET socket: link-level unicasts become broadcasts");
+            None
+        }
+    };
+    Ok(Io { dhcp, pxe, link })
+}
+
+async fn wait_commit(inflight: &mut Option<InFlight>) -> Result<(), BackendError> {
+    match inflight {
+        Some(f) => match (&mut f.task).await {
+            Ok(r) => r,
+            Err(e) => Err(BackendError(format!("commit task: {e}"))),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+impl State {
+    async fn serve(
+        &mut self,
+        io: &Io,
+        settings: &mut watch::Receiver<Arc<Settings>>,
+        shutdown: &CancellationToken,
+    ) -> Result<Exit, DhcpError> {
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(Exit::Shutdown),
+                changed = settings.changed() => {
+                    if changed.is_err() {
+                        return Ok(Exit::Shutdown);
+                    }
+                    let new = settings.borrow_and_update().clone();
+                    let rebind = new.port != self.settings.port
+                        || new.pxe_port != self.settings.pxe_port
+                        || new.mode == Mode::Off;
+                    self.settings = new;
+                    if rebind {
+                        return Ok(Exit::Rebind);
+                    }
+                }
+                ready = io.dhcp.readable() => {
+                    let mut guard = ready?;
+                    self.drain(io, &mut guard, Port::Dhcp);
+                }
+                ready = io.pxe.readable() => {
+                    let mut guard = ready?;
+                    self.drain(io, &mut guard, Port::Pxe);
+                }
+                result = wait_commit(&mut self.inflight) => {
+                    self.finish_commit(io, result);
+                }
+                _ = sweep.tick() => {
+                    self.table.sweep(SystemTime::now());
+                    let now = Instant::now();
+                    self.buckets.retain(|_, b| now.duration_since(b.last) < RATE_IDLE);
+                }
+            }
+            self.start_commit();
+        }
+    }
+
+    fn drain(
+        &mut self,
+        io: &Io,
+        guard: &mut tokio::io::unix::AsyncFdReadyGuard<'_, Socket>,
+        port: Port,
+    ) {
+        for _ in 0..MAX_BURST {
+            let rx = &mut self.rx[..];
+            match guard.try_io(|fd| socket::recv(fd.get_ref().as_raw_fd(), rx)) {
+                Ok(Ok(r)) => self.handle(io, r, port),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "DHCP receive error");
+                    self.metrics.count_drop("recv_error");
+                }
+                Err(_would_block) => return,
+            }
+        }
+    }
+
+    fn rate_ok(&mut self, mac: MacAddr) -> bool {
+        let rate = f64::from(self.settings.rate_per_mac);
+        if rate <= 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        if self.buckets.len() >= MAX_TRACKED_MACS && !self.buckets.contains_key(&mac) {
+            self.buckets
+                .retain(|_, b| now.duration_since(b.last) < RATE_IDLE);
+            if self.buckets.len() >= MAX_TRACKED_MACS {
+                return false;
+            }
+        }
+        let b = self.buckets.entry(mac).or_insert(Bucket {
+            tokens: rate,
+            last: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(rate);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn handle(&mut self, io: &Io, r: Received, port: Port) {
+        if r.truncated || r.len > MAX_PACKET_LEN {
+            self.metrics.count_drop("oversize");
+            return;
+        }
+        // Taken out and put back (no allocation) so the handler can borrow self mutably.
+        let mut ifaces = std::mem::take(&mut self.ifaces);
+        let rx = std::mem::take(&mut self.rx);
+        let settings = self.settings.clone();
+        match ifaces.by_index(r.ifindex) {
+            None => self.metrics.count_drop("unknown_interface"),
+            Some(iface)
+                if !settings.interfaces.is_empty()
+                    && !settings.interfaces.contains(&iface.name) =>
+            {
+                self.metrics.count_drop("interface_not_served")
+            }
+            Some(iface) => {
+                let frame = rx.get(..r.len).unwrap_or(&[]);
+                self.handle_frame(io, frame, r, port, iface, &settings);
+            }
+        }
+        self.rx = rx;
+        self.ifaces = ifaces;
+    }
+
+    fn handle_frame(
+        &mut self,
+        io: &Io,
+        frame: &[u8],
+        r: Received,
+        port: Port,
+        iface: &socket::Iface,
+        settings: &Settings,
+    ) {
+        let req = match PxeRequest::parse(frame) {
+            Ok(req) => req,
+            Err(e) => {
+                tracing::debug!(peer = %r.src, error = %e, "DHCP frame dropped");
+                self.metrics.count_drop(e.reason());
+                return;
+            }
+        };
+        self.metrics
+            .received
+            .get_or_create(&MsgLabels {
+                kind: req.msg_type.name(),
+            })
+            .inc();
+        if !self.rate_ok(req.mac) {
+            self.metrics.count_drop("rate_limited");
+            return;
+        }
+        let node = self.backend.node(req.mac);
+        let pool = if settings.mode == Mode::Full {
+            let anchor = (!req.giaddr.is_unspecified()).then_some(req.giaddr);
+            settings.pools.iter().position(|p| match anchor {
+                Some(g) => p.contains(g),
+                None => iface.addrs.iter().any(|(a, _)| p.contains(*a)),
+            })
+        } else {
+            None
+        };
+        let subnet = pool.and_then(|i| settings.pools.get(i)).map(|p| p.subnet);
+        let own_unicast = !r.dst.is_broadcast()
+            && !r.dst.is_unspecified()
+            && iface.addrs.iter().any(|(a, _)| *a == r.dst);
+        let server_ip = if own_unicast {
+            Some(r.dst)
+        } else {
+            iface.addr_for(subnet.or((!req.giaddr.is_unspecified()).then_some(req.giaddr)))
+        };
+        let Some(server_ip) = server_ip else {
+            self.metrics.count_drop("interface_without_ipv4");
+            return;
+        };
+        let now = SystemTime::now();
+        let lease = if settings.mode == Mode::Full && port == Port::Dhcp {
+            let backend = self.backend.clone();
+            let reserved = move |ip: Ipv4Addr| backend.reserved_for(ip);
+            let ctx = PlanCtx {
+                pools: &settings.pools,
+                pool,
+                server_id: server_ip,
+                now,
+                reserved_for: &reserved,
+            };
+            self.table.plan(&req, &node, &ctx)
+        } else {
+            LeaseAnswer::None
+        };
+        let ctx = Context {
+            iface: &iface.name,
+            server_ip,
+            port,
+            lease,
+        };
+        let decision = decide(&req, &node, settings, &ctx);
+        let persist = if decision.commits_lease() {
+            self.table.apply(&lease, &req, &node, &settings.pools, now)
+        } else {
+            None
+        };
+        let reply = match decision {
+            Decision::Ignore(why) => {
+                self.log_ignore(&req, &iface.name, why);
+                if why == IgnoreReason::UnknownMac && req.msg_type == MessageType::Discover {
+                    self.backend.offered(req.mac, None, req.arch, &iface.name);
+                }
+                if let Some(l) = persist {
+                    self.pending_leases.push(l);
+                }
+                return;
+            }
+            Decision::Reply(reply) => reply,
+        };
+        let len = match reply::write(&mut self.tx[..], &mut self.scratch, &req, &reply) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(mac = %req.mac, error = %e, "DHCP reply not written");
+                self.metrics.count_drop("reply_too_large");
+                return;
+            }
+        };
+        log_reply(&req, &iface.name, &reply);
+        if reply.msg_type == MessageType::Offer {
+            let ip = (!reply.yiaddr.is_unspecified()).then_some(reply.yiaddr);
+            self.backend.offered(req.mac, ip, req.arch, &iface.name);
+        }
+        let client_port = settings.port.wrapping_add(1);
+        let via = if port == Port::Pxe {
+            Via::Pxe
+        } else {
+            Via::Dhcp
+        };
+        let udp = |dst: SocketAddrV4, ifindex: u32| Target::Udp {
+            via,
+            dst,
+            ifindex,
+            src: server_ip,
+        };
+        let target = match reply.dest {
+            Destination::Relay(g) => udp(SocketAddrV4::new(g, settings.port), 0),
+            Destination::Unicast(ip) => udp(SocketAddrV4::new(ip, client_port), iface.index),
+            Destination::Broadcast => udp(
+                SocketAddrV4::new(Ipv4Addr::BROADCAST, client_port),
+                iface.index,
+            ),
+            Destination::Source if r.src.ip().is_unspecified() => udp(
+                SocketAddrV4::new(Ipv4Addr::BROADCAST, r.src.port()),
+                iface.index,
+            ),
+            Destination::Source => udp(r.src, iface.index),
+            Destination::Link(ip) => match (iface.mac, io.link.is_some()) {
+                (Some(src_mac), true) => Target::Link(LinkDest {
+                    ifindex: iface.index,
+                    src_mac,
+                    src_ip: server_ip,
+                    dst_mac: req.mac,
+                    dst_ip: ip,
+                    src_port: settings.port,
+                    dst_port: client_port,
+                }),
+                _ => udp(
+                    SocketAddrV4::new(Ipv4Addr::BROADCAST, client_port),
+                    iface.index,
+                ),
+            },
+        };
+        let tx = std::mem::take(&mut self.tx);
+        let bytes = tx.get(..len).unwrap_or(&[]);
+        match persist {
+            Some(lease) => {
+                if self.pending.len() >= MAX_PENDING {
+                    self.metrics.count_drop("commit_backlog");
+                } else {
+                    let mut buf = self.spare.pop().unwrap_or_default();
+                    buf.clear();
+                    buf.extend_from_slice(bytes);
+                    self.pending.push(Pending {
+                        bytes: buf,
+                        target,
+                        kind: reply.msg_type,
+                    });
+                    self.pending_leases.push(lease);
+                }
+            }
+            None => self.send(io, bytes, target, reply.msg_type),
+        }
+        self.tx = tx;
+    }
+
+    fn send(&mut self, io: &Io, bytes: &[u8], target: Target, kind: MessageType) {
+        let result = match target {
+            Target::Udp {
+                via,
+                dst,
+                ifindex,
+                src,
+            } => {
+                let sock = match via {
+                    Via::Dhcp => &io.dhcp,
+                    Via::Pxe => &io.pxe,
+                };
+                socket::send(sock.get_ref().as_raw_fd(), bytes, dst, ifindex, src)
+            }
+            Target::Link(d) => match &io.link {
+                Some(link) => link.send(&mut self.frame[..], &d, bytes),
+                None => Ok(()),
+            },
+        };
+        match result {
+            Ok(()) => {
+                self.metrics
+                    .sent
+                    .get_or_create(&MsgLabels { kind: kind.name() })
+                    .inc();
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, ?target, "DHCP reply not sent");
+                self.metrics.count_drop("send_error");
+            }
+        }
+    }
+
+    fn start_commit(&mut self) {
+        if self.inflight.is_some() || self.pending_leases.is_empty() {
+            return;
+        }
+        let leases = std::mem::take(&mut self.pending_leases);
+        let replies = std::mem::take(&mut self.pending);
+        let backend = self.backend.clone();
+        let count = leases.len();
+        let task = tokio::task::spawn_blocking(move || backend.persist_leases(&leases));
+        self.inflight = Some(InFlight {
+            task,
+            replies,
+            leases: count,
+        });
+    }
+
+    fn finish_commit(&mut self, io: &Io, result: Result<(), BackendError>) {
+        let Some(done) = self.inflight.take() else {
+            return;
+        };
+        self.metrics.commit_batch.observe(done.leases as f64);
+        match result {
+            Ok(()) => {
+                for p in done.replies {
+                    self.send(io, &p.bytes, p.target, p.kind);
+                    if self.spare.len() < MAX_PENDING {
+                        self.spare.push(p.bytes);
+                    }
+                }
+            }
+            Err(e) => {
+                // No ACK without a durable lease: the clients retry and are re-planned.
+                tracing::error!(error = %e, leases = done.leases, "lease commit failed; ACKs withheld");
+                self.metrics.commit_failures.inc();
+                for _ in &done.replies {
+                    self.metrics.count_drop("commit_failed");
+                }
+            }
+        }
+    }
+
+    /// At shutdown: waits for the commit in flight and persists what is pending, so no
+    /// acknowledged lease is lost (their replies are not sent any more).
+    async fn drain_commits(&mut self) {
+        if let Some(f) = self.inflight.take() {
+            let _ = f.task.await;
+        }
+        if !self.pending_leases.is_empty() {
+            let leases = std::mem::take(&mut self.pending_leases);
+            let backend = self.backend.clone();
+            let _ = tokio::task::spawn_blocking(move || backend.persist_leases(&leases)).await;
+        }
+    }
+
+    fn log_ignore(&self, req: &PxeRequest<'_>, iface: &str, why: IgnoreReason) {
+        self.metrics.count_drop(why.label());
+        let tag = if req.is_pxe() { "PXE" } else { "DHCP" };
+        if req.is_pxe() {
+            tracing::info!("{tag}({iface}) {} ignored {}: {why}", req.mac, req.msg_type);
+        } else {
+            tracing::debug!("{tag}({iface}) {} ignored {}: {why}", req.mac, req.msg_type);
+        }
+    }
+}
+
+fn log_reply(req: &PxeRequest<'_>, iface: &str, reply: &super::Reply<'_>) {
+    let tag = if req.is_pxe() || req.is_ipxe() {
+        "PXE"
+    } else {
+        "DHCP"
+    };
+    let mode = if reply.proxy { "proxy " } else { "" };
+    let addr = OptAddr(reply.yiaddr);
+    match (&reply.boot, reply.message) {
+        (Some(boot), _) => tracing::info!(
+            "{tag}({iface}) {} {mode}{}{addr} {}: {}",
+            req.mac,
+            reply.msg_type,
+            boot.file,
+            boot.why
+        ),
+        (None, Some(msg)) => tracing::info!("{tag}({iface}) {} {}: {msg}", req.mac, reply.msg_type),
+        (None, None) => tracing::info!(
+            "{tag}({iface}) {} {}{addr}: {}",
+            req.mac,
+            reply.msg_type,
+            OptArch(req.arch)
+        ),
+    }
+}
+
+/// ` 10.0.0.5`, or nothing for 0.0.0.0 (formats only when the log line is enabled).
+struct OptAddr(Ipv4Addr);
+
+impl std::fmt::Display for OptAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_unspecified() {
+            Ok(())
+        } else {
+            write!(f, " {}", self.0)
+        }
+    }
+}
+
+/// The architecture, or "no PXE".
+struct OptArch(Option<super::Arch>);
+
+impl std::fmt::Display for OptArch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("no PXE"),
+        }
+    }
+}
