@@ -259,3 +259,69 @@ fn assets_range_etag_head_and_no_escapes() {
         );
     }
 }
+
+#[test]
+fn shipped_examples_and_templates_check_ok() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for example in [
+        "config/examples/profiles.toml",
+        "config/examples/full-mode.toml",
+    ] {
+        let out = std::process::Command::new(common::daemon::bin("bootd"))
+            .args(["check-config", "--config"])
+            .arg(root.join(example))
+            .output()
+            .expect("run");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{example}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn cloud_init_files_and_profile_extras() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let templates = root.join("boot-assets/templates");
+    let extra = format!(
+        "[profiles.ubuntu]\nscript = \"ubuntu.ipxe\"\nconfig = \"ubuntu-user-data.yaml\"\n\n[profiles.proxmox]\nscript = \"proxmox.ipxe\"\nconfig = \"proxmox-answer.toml\"\n\n[[nodes]]\nmac = \"52:54:00:20:00:01\"\nhostname = \"u1\"\nprofile = \"ubuntu\"\n\n[[nodes]]\nmac = \"52:54:00:20:00:02\"\nhostname = \"p1\"\nprofile = \"proxmox\"\n"
+    );
+    let state_templates = dir.path().join("state/templates");
+    std::fs::create_dir_all(&state_templates).expect("mkdir");
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(format!("{}/.", templates.display()))
+        .arg(&state_templates)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let d = Daemon::start_in(dir, &extra, &[]);
+    let (code, script) = d.curl(&[], "/boot/52:54:00:20:00:01.ipxe");
+    assert_eq!(code, 200);
+    assert!(
+        script.contains("ds=nocloud-net;s=http://")
+            && script.contains("/config/52:54:00:20:00:01/"),
+        "{script}"
+    );
+    let (code, ud) = d.curl(&[], "/config/52:54:00:20:00:01/user-data");
+    assert_eq!(code, 200);
+    assert!(
+        ud.starts_with("#cloud-config") && ud.contains("hostname: u1"),
+        "{ud}"
+    );
+    let (code, md) = d.curl(&[], "/config/52:54:00:20:00:01/meta-data");
+    assert_eq!(code, 200);
+    assert!(md.contains("local-hostname: u1"), "{md}");
+    let (code, fb) = d.curl(&[], "/config/52:54:00:20:00:02/first-boot.sh");
+    assert_eq!(code, 200);
+    assert!(
+        fb.contains("Authorization: Bearer ")
+            && fb.contains("/api/v1/nodes/52:54:00:20:00:02/phase"),
+        "{fb}"
+    );
+    let (code, _) = d.curl(&[], "/config/52:54:00:20:00:02/nothing.sh");
+    assert_eq!(code, 404);
+}

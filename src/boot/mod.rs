@@ -20,6 +20,9 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ),
 ];
 
+/// Most extra files read from one profile's directory.
+const MAX_PROFILE_FILES: usize = 64;
+
 /// Largest template file bootd reads.
 const MAX_TEMPLATE: u64 = 1 << 20;
 
@@ -83,6 +86,20 @@ impl Templates {
                 names.insert(c.clone());
             }
         }
+        // Extra files of a profile (`templates_dir/<profile>/*`), served at
+        // `/config/{mac}/<file>`.
+        for profile in cfg.profiles.keys() {
+            let dir = cfg.server.templates_dir.join(profile);
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for entry in entries.flatten().take(MAX_PROFILE_FILES) {
+                    if entry.path().is_file() {
+                        if let Some(file) = entry.file_name().to_str() {
+                            names.insert(format!("{profile}/{file}"));
+                        }
+                    }
+                }
+            }
+        }
         let mut errors = Vec::new();
         for name in &names {
             let path = cfg.server.templates_dir.join(name);
@@ -137,6 +154,11 @@ impl Templates {
         } else {
             Err(errors)
         }
+    }
+
+    /// Whether a template of this name was loaded.
+    pub fn has(&self, name: &str) -> bool {
+        self.env.get_template(name).is_ok()
     }
 
     /// Renders one template.

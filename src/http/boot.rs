@@ -11,10 +11,28 @@ use hyper::{Response, StatusCode};
 use std::sync::Arc;
 
 /// Which document of the selected profile to render.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Doc {
+    /// The boot script (`/boot/{mac}.ipxe`): records ipxe_boot.
     Script,
+    /// The install config (`/config/{mac}`, also `/config/{mac}/user-data`): records
+    /// config_requested.
     Config,
+    /// cloud-init NoCloud `meta-data`, generated.
+    MetaData,
+    /// Another file of the profile, `templates_dir/<profile>/<file>`.
+    Extra(String),
+}
+
+impl Doc {
+    /// The document a `/config/{mac}/{file}` request names.
+    pub fn from_file(file: &str) -> Doc {
+        match file {
+            "user-data" => Doc::Config,
+            "meta-data" => Doc::MetaData,
+            other => Doc::Extra(other.to_string()),
+        }
+    }
 }
 
 fn arch_param(query: Option<&str>) -> Option<&'static str> {
@@ -52,7 +70,7 @@ pub async fn render(
         return error_response(StatusCode::NOT_FOUND, format!("no node with MAC {mac}"));
     };
     let sel = select(Some(&node), &cfg);
-    let name = match doc {
+    let name = match &doc {
         Doc::Script => sel.script.clone(),
         Doc::Config => match &sel.config {
             Some(c) => c.clone(),
@@ -63,6 +81,22 @@ pub async fn render(
                 )
             }
         },
+        Doc::MetaData => {
+            let host = node.hostname.clone().unwrap_or_else(|| mac.hyphenated());
+            let body = format!(
+                "instance-id: bootd-{}-{}\nlocal-hostname: {host}\n",
+                mac.hyphenated(),
+                node.token_gen
+            );
+            return text_response(StatusCode::OK, "text/plain; charset=utf-8", body);
+        }
+        Doc::Extra(file) => {
+            let name = format!("{}/{file}", sel.profile);
+            if file.contains('/') || !app.templates().has(&name) {
+                return error_response(StatusCode::NOT_FOUND, "not found");
+            }
+            name
+        }
     };
     let arch = arch_param(query)
         .or_else(|| app.arch_of(mac))
@@ -89,11 +123,12 @@ pub async fn render(
     if let Err(e) = app.registry.note_token(mac, token::hash(&tok)).await {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
     }
-    if sel.profile != "local" {
-        let to = match doc {
-            Doc::Script => Phase::IpxeBoot,
-            Doc::Config => Phase::ConfigRequested,
-        };
+    let record = match doc {
+        Doc::Script => Some(Phase::IpxeBoot),
+        Doc::Config => Some(Phase::ConfigRequested),
+        Doc::MetaData | Doc::Extra(_) => None,
+    };
+    if let (Some(to), true) = (record, sel.profile != "local") {
         let req = PhaseRequest {
             to,
             progress: None,

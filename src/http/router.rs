@@ -100,6 +100,10 @@ async fn route(
                 boot::render(app, mac, req.uri().query(), boot::Doc::Script).await,
             )
         }
+        (&Method::GET, ["config", mac, file]) => (
+            "config",
+            boot::render(app, mac, req.uri().query(), boot::Doc::from_file(file)).await,
+        ),
         (&Method::GET, ["config", mac]) => (
             "config",
             boot::render(app, mac, req.uri().query(), boot::Doc::Config).await,
