@@ -325,3 +325,58 @@ fn cloud_init_files_and_profile_extras() {
     let (code, _) = d.curl(&[], "/config/52:54:00:20:00:02/nothing.sh");
     assert_eq!(code, 404);
 }
+
+#[test]
+fn slow_clients_do_not_starve_others_and_oversized_headers_are_refused() {
+    use std::io::{Read, Write};
+    let d = daemon_with_templates("[http]\nheader_timeout = \"2s\"\n");
+    // 100 clients that send half a request line and then nothing.
+    let mut slow: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(d.http).expect("connect");
+            s.write_all(b"GET /boot/52:54:00:10:00:01.ip")
+                .expect("write");
+            s
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        let (code, script) = d.curl(&[], "/boot/52:54:00:10:00:01.ipxe");
+        assert_eq!(code, 200, "{script}");
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "served behind 100 slow clients"
+    );
+    // The header timeout closes the slow ones.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let mut closed = 0;
+    for s in &mut slow {
+        s.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .expect("timeout");
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            Ok(_) => closed += 1, // EOF or an error response: either way the slot is freed
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+            Err(_) => {}
+        }
+    }
+    assert_eq!(closed, 100, "every slow client was timed out");
+    // A 100 KiB header is refused, and the server still answers afterwards.
+    let mut s = std::net::TcpStream::connect(d.http).expect("connect");
+    let req = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "x".repeat(100_000)
+    );
+    let _ = s.write_all(req.as_bytes());
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let head = String::from_utf8_lossy(&answer);
+    assert!(
+        head.is_empty() || head.starts_with("HTTP/1.1 431"),
+        "{head}"
+    );
+    assert_eq!(d.curl(&[], "/healthz").0, 200);
+}

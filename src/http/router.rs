@@ -35,13 +35,26 @@ impl Caller {
 
 /// Longest request path bootd looks at.
 const MAX_PATH: usize = 2048;
+/// Most header bytes (names and values) a request may carry.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Answers one request; never fails (errors become `{"error": ...}` responses).
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Response<Body> {
     let route_label;
     let response = {
         let raw = req.uri().path();
-        if raw.len() > MAX_PATH {
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        if header_bytes > MAX_HEADER_BYTES {
+            route_label = "invalid";
+            error_response(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("request headers over {MAX_HEADER_BYTES} bytes"),
+            )
+        } else if raw.len() > MAX_PATH {
             route_label = "invalid";
             error_response(StatusCode::URI_TOO_LONG, "request path too long")
         } else {
