@@ -245,7 +245,12 @@ impl crate::dhcp::Backend for DhcpBackend {
         arch: Option<crate::dhcp::Arch>,
         iface: &str,
     ) {
-        if let Some(family) = arch.and_then(|a| a.family()) {
+        // Only firmware boots are deployment steps: an installer's or the installed
+        // system's own DHCP client (no PXE architecture) must not move a node back.
+        let Some(arch) = arch else {
+            return;
+        };
+        if let Some(family) = arch.family() {
             let name = match family {
                 crate::dhcp::ArchFamily::Bios => "bios",
                 crate::dhcp::ArchFamily::X64Efi | crate::dhcp::ArchFamily::X64Http => "x86_64-efi",

@@ -1,1 +1,25 @@
+//! Helpers for integration tests that drive bootd with real clients: network namespaces,
+//! QEMU PXE clients, the test guest, packet captures and small polling utilities.
+
+// Each test binary compiles this module on its own and uses only part of it.
+#![allow(dead_code, unused_imports)]
+
 pub mod daemon;
+pub mod error;
+pub mod guest;
+pub mod netns;
+pub mod pcap;
+pub mod qemu;
+pub mod reference;
+pub mod util;
+
+/// The project's MAC type (in the main repository: `bootd::mac::MacAddr`).
+pub use bootd::mac::MacAddr;
+
+pub use error::HarnessError;
+pub use guest::{guest, GuestImage};
+pub use netns::{Netns, NetnsConfig};
+pub use pcap::{read_udp, Capture, UdpDatagram};
+pub use qemu::{accel, Accel, Firmware, Qemu, QemuConfig, QemuExit, Smbios};
+pub use reference::{DhcpStyle, PhasePost, RefStack};
+pub use util::{free_tcp_port, free_udp_port, harness_dir, need_root, wait_for};

@@ -1,0 +1,207 @@
+//! Real machines booting through bootd: QEMU (SeaBIOS + iPXE, OVMF + iPXE, OVMF's own
+//! PXE) in a private network namespace, bootd alone in full mode and in proxy mode beside
+//! a dnsmasq that only hands out addresses. Each guest posts a phase with its token; the
+//! test reads the node's history through the control socket.
+
+mod common;
+
+use bootd::mac::MacAddr;
+use common::{guest, need_root, Firmware, Netns, Qemu, QemuConfig};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BRIDGE_IP: &str = "10.77.0.1";
+
+/// How the DHCP side of a run is arranged.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Dhcp {
+    /// bootd hands out addresses and boot files.
+    Full,
+    /// dnsmasq hands out addresses, bootd answers as ProxyDHCP.
+    Proxy,
+}
+
+const TEST_SCRIPT: &str = "#!ipxe\n\
+kernel {{ assets_url }}/test/vmlinuz initrd=initrd.gz console=ttyS0 panic=-1 bootd.phase_url={{ phase_url }} bootd.token={{ token }}\n\
+initrd --name initrd.gz {{ assets_url }}/test/initrd.gz\n\
+boot\n";
+
+fn copy(from: &Path, to: &Path) {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).expect("mkdir");
+    }
+    std::fs::copy(from, to)
+        .unwrap_or_else(|e| panic!("copy {} → {}: {e}", from.display(), to.display()));
+}
+
+fn write_setup(dir: &Path, mode: Dhcp, mac: MacAddr) -> std::path::PathBuf {
+    let state = dir.join("state");
+    let assets = state.join("assets");
+    let image = guest().expect("test guest (tests/guest/build-guest.sh)");
+    copy(
+        Path::new("/usr/lib/ipxe/undionly.kpxe"),
+        &assets.join("undionly.kpxe"),
+    );
+    copy(
+        Path::new("/usr/lib/ipxe/ipxe.efi"),
+        &assets.join("ipxe.efi"),
+    );
+    copy(&image.vmlinuz, &assets.join("test/vmlinuz"));
+    copy(&image.initrd, &assets.join("test/initrd.gz"));
+    std::fs::create_dir_all(state.join("templates")).expect("mkdir");
+    std::fs::write(state.join("templates/test.ipxe"), TEST_SCRIPT).expect("write");
+    let dhcp = match mode {
+        Dhcp::Full => format!(
+            "mode = \"full\"\nipv6_ra = true\n[[dhcp.pools]]\nsubnet = \"10.77.0.0/24\"\nrange = [\"10.77.0.100\", \"10.77.0.199\"]\nlease_time = \"1h\"\n"
+        ),
+        Dhcp::Proxy => "mode = \"proxy\"\nipv6_ra = true\n".to_string(),
+    };
+    let config = format!(
+        r#"[server]
+state_dir = "{state}"
+templates_dir = "{state}/templates"
+http_listen = "{BRIDGE_IP}:8080"
+public_url = "http://{BRIDGE_IP}:8080"
+control_socket = "{state}/control.sock"
+interfaces = ["br0"]
+
+[dhcp]
+{dhcp}
+[tftp]
+listen = "{BRIDGE_IP}:69"
+
+[profiles.test]
+script = "test.ipxe"
+
+[[nodes]]
+mac = "{mac}"
+hostname = "qemu1"
+profile = "test"
+"#,
+        state = state.display()
+    );
+    let path = dir.join("bootd.toml");
+    std::fs::write(&path, config).expect("write config");
+    path
+}
+
+fn control(socket: &Path, path: &str) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", "--unix-socket"])
+        .arg(socket)
+        .arg(format!("http://bootd{path}"))
+        .output()
+        .expect("curl");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+fn boot(firmware: Firmware, mode: Dhcp) {
+    need_root();
+    let mac = MacAddr([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_setup(dir.path(), mode, mac);
+    let ns = Netns::new().expect("network namespace");
+    if mode == Dhcp::Proxy {
+        let mut cmd = ns.cmd("dnsmasq");
+        cmd.args([
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--interface=br0",
+            "--bind-interfaces",
+            "--dhcp-range=10.77.0.100,10.77.0.199,1h",
+            "--leasefile-ro",
+            "--log-dhcp",
+        ])
+        .arg(format!(
+            "--pid-file={}",
+            dir.path().join("dnsmasq.pid").display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        ns.spawn(cmd).expect("dnsmasq");
+    }
+    let log = dir.path().join("bootd.log");
+    let logf = std::fs::File::create(&log).expect("log");
+    let mut cmd = ns.cmd(common::daemon::bin("bootd"));
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("BOOTD_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().expect("log"))
+        .stderr(logf);
+    ns.spawn(cmd).expect("bootd");
+    let socket = dir.path().join("state/control.sock");
+    let start = Instant::now();
+    while !socket.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "bootd did not start:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let serial = dir.path().join("serial.log");
+    let mut qemu = Qemu::launch(&ns, &QemuConfig::new(firmware, mac, &serial)).expect("qemu");
+    let exit = qemu.wait(Duration::from_secs(300));
+    let bootd_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let exit = exit
+        .unwrap_or_else(|e| panic!("{firmware:?}/{mode:?}: {e}\n--- bootd log ---\n{bootd_log}"));
+    let node = control(&socket, &format!("/api/v1/nodes/{mac}"));
+    let path: Vec<String> = node["history"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .map(|r| r["to"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut deduped = path.clone();
+    deduped.dedup();
+    assert!(
+        deduped.windows(3).any(|w| w == ["dhcp", "ipxe_boot", "installing"]),
+        "{firmware:?}/{mode:?}: history {path:?}\n--- serial ---\n{}\n--- bootd log ---\n{bootd_log}",
+        qemu.serial()
+    );
+    assert!(
+        node["message"].as_str().unwrap_or("").contains("guest up"),
+        "{node}"
+    );
+    eprintln!(
+        "BOOT {firmware:?} {mode:?}: {:.1} s to poweroff ({:?}), history {path:?}",
+        exit.elapsed.as_secs_f64(),
+        qemu.accel()
+    );
+}
+
+#[test]
+fn bios_ipxe_full() {
+    boot(Firmware::BiosIpxe, Dhcp::Full);
+}
+
+#[test]
+fn uefi_ipxe_full() {
+    boot(Firmware::UefiIpxe, Dhcp::Full);
+}
+
+#[test]
+fn uefi_native_full() {
+    boot(Firmware::UefiNative, Dhcp::Full);
+}
+
+#[test]
+fn bios_ipxe_proxy() {
+    boot(Firmware::BiosIpxe, Dhcp::Proxy);
+}
+
+#[test]
+fn uefi_ipxe_proxy() {
+    boot(Firmware::UefiIpxe, Dhcp::Proxy);
+}
+
+#[test]
+fn uefi_native_proxy() {
+    boot(Firmware::UefiNative, Dhcp::Proxy);
+}
