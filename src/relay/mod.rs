@@ -1,6 +1,7 @@
 //! The upstream relay: delivers the durable outbox to every `[[upstream]]` as signed JSON,
 //! at least once and in order per node, nodes in parallel, with backoff and dead letters.
 
+pub mod admin;
 mod backoff;
 pub mod client;
 pub mod sign;
