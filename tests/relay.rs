@@ -254,6 +254,10 @@ fn kill9_in_the_middle_of_delivery_loses_nothing() {
     let macs = add_nodes(&d, "52:54:00:d2:00", 6);
     let per_node = 20;
     drive(&d, &macs, 0, per_node);
+    // Let some land, then pull the plug while others are on the wire.
+    wait_for("the first deliveries", Duration::from_secs(20), || {
+        seen.lock().expect("lock").acked_count() >= 20
+    });
     d.kill9();
     let total = macs.len() * per_node;
     let at_kill = seen.lock().expect("lock").acked_count();

@@ -29,6 +29,12 @@ pub const POLL_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_HEALTH_BODY: usize = 64 * 1024;
 /// Largest provider status answer read.
 const MAX_STATUS_BODY: usize = 1024 * 1024;
+/// What is escaped when a provider id goes into a URL path: all but RFC 3986 unreserved.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 /// Results waiting for the monitor loop.
 const RESULT_QUEUE: usize = 1024;
 
@@ -243,8 +249,7 @@ async fn get_health(client: &HttpClient, url: &str) -> Result<(), String> {
 /// Asks every provider status endpoint about a machine; the first that reports it
 /// switched off wins. Failures count as "not known to be off".
 async fn provider_state(sources: &[StatusSource], provider_id: &str) -> Option<String> {
-    let id = percent_encoding::utf8_percent_encode(provider_id, percent_encoding::NON_ALPHANUMERIC)
-        .to_string();
+    let id = percent_encoding::utf8_percent_encode(provider_id, PATH_SEGMENT).to_string();
     for s in sources {
         let url = s.template.replace("{provider_id}", &id);
         let ts = std::time::SystemTime::now()
