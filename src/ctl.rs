@@ -118,6 +118,9 @@ impl Client {
     }
 }
 
+/// Recent deliveries `bootctl relay` prints (all are in `--json`).
+const RECENT_ON_SCREEN: usize = 10;
+
 /// How answers are printed.
 pub struct Output {
     pub json: bool,
@@ -351,9 +354,10 @@ impl Output {
             ],
             &rows,
         );
-        let events = |title: &str, key: &str, time_key: &str, time_head: &str| {
+        let events = |title: &str, key: &str, time_key: &str, time_head: &str, max: usize| {
             let rows: Vec<Vec<String>> = list(key)
                 .iter()
+                .take(max)
                 .map(|r| {
                     vec![
                         s(r, "id"),
@@ -390,14 +394,23 @@ impl Output {
             "failing",
             "next_attempt",
             "NEXT ATTEMPT",
+            usize::MAX,
         );
         events(
             "dead letters (bootctl relay retry --id N | --all-dead)",
             "dead",
             "created_at",
             "CREATED",
+            usize::MAX,
         );
-        events("recently delivered", "recent", "delivered_at", "DELIVERED");
+        // The full list of recent deliveries is in --json; a screen shows the last few.
+        events(
+            "recently delivered",
+            "recent",
+            "delivered_at",
+            "DELIVERED",
+            RECENT_ON_SCREEN,
+        );
     }
 
     /// Answers of `bootctl relay retry|drop`.

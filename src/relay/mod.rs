@@ -134,6 +134,7 @@ pub async fn serve(app: Arc<App>) -> Result<(), String> {
         workers: JoinSet::new(),
         busy: HashMap::new(),
         queues: HashSet::new(),
+        renew: HashSet::new(),
         per_upstream: HashMap::new(),
     };
     let mut scan = tokio::time::interval(SCAN_INTERVAL);
@@ -197,8 +198,11 @@ struct Dispatcher {
     store: Arc<Store>,
     workers: JoinSet<()>,
     /// The queue each running worker drains.
-    busy: HashMap<tokio::task::Id, Key>,
+    busy: HashMap<tokio::task::Id, (Key, Arc<Target>)>,
     queues: HashSet<Key>,
+    /// Queues that got a new event while their worker ran: the worker may have looked
+    /// before the row was there, so it is started again when it ends.
+    renew: HashSet<Key>,
     per_upstream: HashMap<String, usize>,
 }
 
@@ -215,25 +219,29 @@ impl Dispatcher {
         }
         let key = (target.name.clone(), node);
         if !self.queues.insert(key.clone()) {
+            self.renew.insert(key);
             return;
         }
         *self.per_upstream.entry(target.name.clone()).or_insert(0) += 1;
         let store = self.store.clone();
-        let target = target.clone();
+        let worker_target = target.clone();
         let node = key.1.clone();
         let handle = self.workers.spawn(async move {
-            drain(&store, &target, &node).await;
+            drain(&store, &worker_target, &node).await;
         });
-        self.busy.insert(handle.id(), key);
+        self.busy.insert(handle.id(), (key, target.clone()));
     }
 
     fn finish(&mut self, id: tokio::task::Id) {
-        let Some(key) = self.busy.remove(&id) else {
+        let Some((key, target)) = self.busy.remove(&id) else {
             return;
         };
         self.queues.remove(&key);
         if let Some(n) = self.per_upstream.get_mut(&key.0) {
             *n = n.saturating_sub(1);
+        }
+        if self.renew.remove(&key) {
+            self.start(&target, key.1);
         }
     }
 
