@@ -118,6 +118,9 @@ impl Client {
     }
 }
 
+/// Recent deliveries `bootctl relay` prints (all are in `--json`).
+const RECENT_ON_SCREEN: usize = 10;
+
 /// How answers are printed.
 pub struct Output {
     pub json: bool,
@@ -306,5 +309,115 @@ impl Output {
             return;
         }
         println!("reloaded: {}", s(v, "summary"));
+    }
+
+    /// `bootctl relay`: per upstream the backlog, then failing events, dead letters and
+    /// the most recent deliveries.
+    pub fn relay(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        let list = |key: &str| {
+            v.get(key)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let rows: Vec<Vec<String>> = list("upstreams")
+            .iter()
+            .map(|u| {
+                let configured = u.get("configured").and_then(Value::as_bool) == Some(true);
+                vec![
+                    s(u, "name"),
+                    s(u, "pending"),
+                    s(u, "failing"),
+                    s(u, "dead"),
+                    s(u, "delivered"),
+                    s(u, "oldest_pending"),
+                    if configured {
+                        s(u, "secret")
+                    } else {
+                        "not configured".into()
+                    },
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "UPSTREAM",
+                "PENDING",
+                "FAILING",
+                "DEAD",
+                "DELIVERED",
+                "OLDEST PENDING",
+                "SECRET",
+            ],
+            &rows,
+        );
+        let events = |title: &str, key: &str, time_key: &str, time_head: &str, max: usize| {
+            let rows: Vec<Vec<String>> = list(key)
+                .iter()
+                .take(max)
+                .map(|r| {
+                    vec![
+                        s(r, "id"),
+                        s(r, "upstream"),
+                        s(r, "node"),
+                        s(r, "seq"),
+                        s(r, "phase"),
+                        s(r, "attempts"),
+                        s(r, time_key),
+                        s(r, "last_error"),
+                    ]
+                })
+                .collect();
+            if !rows.is_empty() {
+                println!();
+                println!("{title}:");
+                table(
+                    &[
+                        "ID",
+                        "UPSTREAM",
+                        "NODE",
+                        "SEQ",
+                        "PHASE",
+                        "ATTEMPTS",
+                        time_head,
+                        "LAST ERROR",
+                    ],
+                    &rows,
+                );
+            }
+        };
+        events(
+            "failing (retried with backoff)",
+            "failing",
+            "next_attempt",
+            "NEXT ATTEMPT",
+            usize::MAX,
+        );
+        events(
+            "dead letters (bootctl relay retry --id N | --all-dead)",
+            "dead",
+            "created_at",
+            "CREATED",
+            usize::MAX,
+        );
+        // The full list of recent deliveries is in --json; a screen shows the last few.
+        events(
+            "recently delivered",
+            "recent",
+            "delivered_at",
+            "DELIVERED",
+            RECENT_ON_SCREEN,
+        );
+    }
+
+    /// Answers of `bootctl relay retry|drop`.
+    pub fn relay_done(&self, what: &str, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        println!("{what} {}", s(v, what));
     }
 }

@@ -46,6 +46,33 @@ enum Command {
     },
     /// Re-read the config file (an invalid one is refused and the old one kept).
     Reload,
+    /// Upstream relay: backlog, failures and dead letters per upstream.
+    Relay {
+        #[command(subcommand)]
+        action: Option<RelayAction>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RelayAction {
+    /// Move dead letters back to the queue.
+    Retry {
+        /// One dead letter by id.
+        #[arg(
+            long,
+            conflicts_with = "all_dead",
+            required_unless_present = "all_dead"
+        )]
+        id: Option<i64>,
+        /// Every dead letter.
+        #[arg(long)]
+        all_dead: bool,
+    },
+    /// Delete one undelivered event (pending or dead) for good.
+    Drop {
+        #[arg(long)]
+        id: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -199,6 +226,28 @@ fn main() -> ExitCode {
                 .send("POST", "/api/v1/reload", &Value::Null)
                 .await
                 .map(|v| out.reload(&v)),
+            Command::Relay { action: None } => {
+                client.get("/api/v1/relay").await.map(|v| out.relay(&v))
+            }
+            Command::Relay {
+                action: Some(RelayAction::Retry { id, all_dead }),
+            } => {
+                let body = if all_dead {
+                    json!({ "all_dead": true })
+                } else {
+                    json!({ "id": id })
+                };
+                client
+                    .send("POST", "/api/v1/relay/retry", &body)
+                    .await
+                    .map(|v| out.relay_done("retried", &v))
+            }
+            Command::Relay {
+                action: Some(RelayAction::Drop { id }),
+            } => client
+                .send("POST", "/api/v1/relay/drop", &json!({ "id": id }))
+                .await
+                .map(|v| out.relay_done("dropped", &v)),
         }
     });
     match result {

@@ -389,3 +389,69 @@ pub async fn reload(app: &Arc<App>, caller: &Caller) -> Response<Body> {
         Err(e) => error_response(StatusCode::UNPROCESSABLE_ENTITY, e),
     }
 }
+
+/// `GET /api/v1/relay` (control socket): backlog, failures and dead letters per upstream.
+pub async fn relay_overview(app: &Arc<App>) -> Response<Body> {
+    let app2 = app.clone();
+    match tokio::task::spawn_blocking(move || crate::relay::admin::overview(&app2)).await {
+        Ok(Ok(v)) => json_response(StatusCode::OK, &v),
+        Ok(Err(e)) => error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `POST /api/v1/relay/retry` (control socket): `{"id": N}` or `{"all_dead": true}` moves
+/// dead letters back to pending.
+pub async fn relay_retry(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    caller: &Caller,
+) -> Response<Body> {
+    let body: crate::relay::admin::RelayAction = match read_json(req, SMALL_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let id = match (body.id, body.all_dead) {
+        (Some(id), false) => Some(id),
+        (None, true) => None,
+        _ => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of \"id\" and \"all_dead\": true",
+            )
+        }
+    };
+    match app.store.outbox_retry(id).await {
+        Ok(0) if id.is_some() => error_response(
+            StatusCode::NOT_FOUND,
+            format!("no dead letter with id {}", id.unwrap_or_default()),
+        ),
+        Ok(n) => {
+            tracing::info!(operator = %caller.operator(), ?id, retried = n, "relay dead letters retried");
+            json_response(StatusCode::OK, &json!({ "retried": n }))
+        }
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// `POST /api/v1/relay/drop` (control socket): `{"id": N}` deletes one undelivered event.
+pub async fn relay_drop(app: &Arc<App>, req: Request<Incoming>, caller: &Caller) -> Response<Body> {
+    let body: crate::relay::admin::RelayAction = match read_json(req, SMALL_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(id) = body.id.filter(|_| !body.all_dead) else {
+        return error_response(StatusCode::BAD_REQUEST, "give the \"id\" of one event");
+    };
+    match app.store.outbox_drop(id).await {
+        Ok(true) => {
+            tracing::warn!(operator = %caller.operator(), id, "relay event dropped undelivered");
+            json_response(StatusCode::OK, &json!({ "dropped": id }))
+        }
+        Ok(false) => error_response(
+            StatusCode::NOT_FOUND,
+            format!("no pending or dead event with id {id}"),
+        ),
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}

@@ -148,6 +148,13 @@ async fn route(
             ("node_rm", api::remove_node(app, caller, mac).await)
         }
         (&Method::POST, ["api", "v1", "reload"]) => ("reload", api::reload(app, caller).await),
+        (&Method::GET, ["api", "v1", "relay"]) => ("relay", api::relay_overview(app).await),
+        (&Method::POST, ["api", "v1", "relay", "retry"]) => {
+            ("relay_retry", api::relay_retry(app, req, caller).await)
+        }
+        (&Method::POST, ["api", "v1", "relay", "drop"]) => {
+            ("relay_drop", api::relay_drop(app, req, caller).await)
+        }
         (_, ["api", ..]) | (_, ["healthz"]) | (_, ["metrics"]) => (
             "other",
             error_response(StatusCode::NOT_FOUND, "no such route or method"),
@@ -163,5 +170,7 @@ fn is_admin_route(method: &Method, segs: &[&str]) -> bool {
             | (&Method::PATCH, ["api", "v1", "nodes", _])
             | (&Method::DELETE, ["api", "v1", "nodes", _])
             | (&Method::POST, ["api", "v1", "reload"])
+            | (&Method::GET, ["api", "v1", "relay"])
+            | (&Method::POST, ["api", "v1", "relay", _])
     )
 }

@@ -9,7 +9,7 @@ mod writer;
 
 pub use leases::LeaseRow;
 pub use nodes::{HistoryRow, NodeRow, Pending, TransitionRow};
-pub use outbox::OutboxRow;
+pub use outbox::{OutboxCounts, OutboxFilter, OutboxRow};
 pub use schema::SCHEMA_VERSION;
 
 use rusqlite::{Connection, OpenFlags};

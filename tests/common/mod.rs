@@ -11,9 +11,10 @@ pub mod netns;
 pub mod pcap;
 pub mod qemu;
 pub mod reference;
+pub mod upstream;
 pub mod util;
 
-/// The project's MAC type (in the main repository: `bootd::mac::MacAddr`).
+/// The project's MAC type.
 pub use bootd::mac::MacAddr;
 
 pub use error::HarnessError;
