@@ -292,7 +292,8 @@ impl Registry {
             // A repeated boot phase (iPXE's second DHCP, a re-fetched script) is not news.
             // A TFTP transfer after the offer is news within `dhcp`; a retransmit is not.
             let progress_phase = matches!(req.to, Phase::Installing | Phase::Custom(_));
-            let new_boot_step = req.to == Phase::Dhcp && req.message != node.message;
+            let new_boot_step =
+                req.to == Phase::Dhcp && req.source == "tftp" && req.message != node.message;
             if repeat && !progress_phase && !new_boot_step {
                 return Ok(Applied::Unchanged);
             }
