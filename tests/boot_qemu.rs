@@ -128,7 +128,7 @@ fn boot(firmware: Firmware, mode: Dhcp) {
     cmd.arg("run")
         .arg("--config")
         .arg(&config)
-        .env("BOOTD_LOG", "info")
+        .env("BOOTD_LOG", std::env::var("BOOTD_TEST_LOG").unwrap_or_else(|_| "info".into()))
         .stdin(Stdio::null())
         .stdout(logf.try_clone().expect("log"))
         .stderr(logf);
@@ -169,6 +169,10 @@ fn boot(firmware: Firmware, mode: Dhcp) {
         node["message"].as_str().unwrap_or("").contains("guest up"),
         "{node}"
     );
+    let verbose = std::env::var_os("BOOTD_TEST_LOG").is_some();
+    for line in bootd_log.lines().filter(|l| verbose || l.contains("PXE(") || l.contains("DHCP(")) {
+        eprintln!("  {firmware:?}/{mode:?} bootd: {line}");
+    }
     eprintln!(
         "BOOT {firmware:?} {mode:?}: {:.1} s to poweroff ({:?}), history {path:?}",
         exit.elapsed.as_secs_f64(),
