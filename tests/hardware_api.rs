@@ -132,3 +132,42 @@ fn reports_are_checked_stored_compared_and_listed() {
     );
     assert_eq!(node["profile"], "discovery");
 }
+
+#[test]
+fn the_agent_script_reports_this_machine_and_phases() {
+    let d = Daemon::start("");
+    let mac = "52:54:00:30:00:02";
+    let tok = token(&d, mac);
+    let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("boot-assets/agent/bootd-report");
+    let run = |args: &[&str]| {
+        std::process::Command::new("sh")
+            .arg(&agent)
+            .args(args)
+            .env("BOOTD_HARDWARE_URL", format!("http://{}/api/v1/nodes/{mac}/hardware", d.http))
+            .env("BOOTD_PHASE_URL", format!("http://{}/api/v1/nodes/{mac}/phase", d.http))
+            .env("BOOTD_TOKEN", &tok)
+            .env("BOOTD_TRIES", "2")
+            .output()
+            .expect("run agent")
+    };
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (code, body) = d.curl(&[], &format!("/api/v1/nodes/{mac}/hardware"));
+    assert_eq!(code, 200, "{body}");
+    assert!(json(&body)["inventory"].is_object(), "{body}");
+    let out = run(&["--phase", "installing", "--progress", "42", "--message", "agent \"quoted\""]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, node) = d.curl(&[], &format!("/api/v1/nodes/{mac}"));
+    let node = json(&node);
+    assert_eq!(node["phase"], "installing");
+    assert_eq!(node["message"], "agent \"quoted\"");
+    // A wrong token is refused at once, not retried.
+    let out = std::process::Command::new("sh")
+        .arg(&agent)
+        .env("BOOTD_HARDWARE_URL", format!("http://{}/api/v1/nodes/{mac}/hardware", d.http))
+        .env("BOOTD_TOKEN", "wrong")
+        .output()
+        .expect("run agent");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
+}
