@@ -34,7 +34,9 @@ fn init_logging() {
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.without_time().with_ansi(false).init();
     } else {
-        builder.init();
+        // Colours only for a person at a terminal, never into a file.
+        let tty = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
+        builder.with_ansi(tty).init();
     }
 }
 
