@@ -35,7 +35,7 @@ fn init_logging() {
         builder.without_time().with_ansi(false).init();
     } else {
         // Colours only for a person at a terminal, never into a file.
-        let tty = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
         builder.with_ansi(tty).init();
     }
 }
