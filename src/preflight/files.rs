@@ -205,11 +205,11 @@ impl Slot {
 
 /// Every (file, slot) DHCP may hand out, with the config keys that name it and whether
 /// only a default names it (the arm64 default need not exist on an x86-only network).
-fn wanted(cfg: &Config) -> BTreeMap<(String, Slot), (Vec<String>, bool)> {
-    let mut out: BTreeMap<(String, Slot), (Vec<String>, bool)> = BTreeMap::new();
+fn wanted(cfg: &Config) -> BTreeMap<(Slot, String), (Vec<String>, bool)> {
+    let mut out: BTreeMap<(Slot, String), (Vec<String>, bool)> = BTreeMap::new();
     let mut add = |file: &str, slot: Slot, key: String, explicit: bool| {
         let e = out
-            .entry((file.to_string(), slot))
+            .entry((slot, file.to_string()))
             .or_insert((Vec::new(), false));
         e.0.push(key);
         e.1 |= explicit;
@@ -256,7 +256,7 @@ fn wanted(cfg: &Config) -> BTreeMap<(String, Slot), (Vec<String>, bool)> {
 /// that opened.
 pub fn check(cfg: &Config) -> Vec<Check> {
     let mut out = Vec::new();
-    for ((file, slot), (keys, explicit)) in wanted(cfg) {
+    for ((slot, file), (keys, explicit)) in wanted(cfg) {
         out.extend(check_one(cfg, &file, slot, &keys, explicit));
     }
     out
@@ -299,7 +299,8 @@ fn check_one(cfg: &Config, file: &str, slot: Slot, keys: &[String], explicit: bo
                 hint_for_missing(slot, &rel),
             )]
         }
-        Err(OpenError::Denied) => return vec![Check::new(
+        Err(OpenError::Denied) => {
+            return vec![Check::new(
             "boot_file",
             subject,
             Verdict::Fail,
@@ -309,7 +310,8 @@ fn check_one(cfg: &Config, file: &str, slot: Slot, keys: &[String], explicit: bo
                 root.display()
             ),
             "replace the symlink with a copy or hard link (cp -L) and make it readable by bootd",
-        )],
+        )]
+        }
         Err(OpenError::Io(e)) => {
             return vec![Check::new(
                 "boot_file",
@@ -355,8 +357,8 @@ fn hint_for_missing(slot: Slot, rel: &str) -> String {
             rel.rsplit('/').next().unwrap_or(rel)
         ),
         Slot::Arm64 => format!(
-            "put an arm64 iPXE build at ASSETS_DIR/{rel} (Debian: ipxe arm64 is not packaged; \
-             build bin-arm64-efi/ipxe.efi) or ignore this if no ARM64 machine boots here"
+            "put an arm64 iPXE build at ASSETS_DIR/{rel} (Debian's ipxe package has no arm64 build: \
+             build iPXE's bin-arm64-efi/ipxe.efi) or ignore this if no ARM64 machine boots here"
         ),
     }
 }

@@ -139,14 +139,30 @@ pub fn passed(checks: &[Check]) -> bool {
     checks.iter().all(|c| c.verdict != Verdict::Fail)
 }
 
+/// The JSON document: `ok` is false when any check failed.
+#[derive(Serialize)]
+struct Report<'a> {
+    ok: bool,
+    checks: &'a [Check],
+}
+
 /// `bootd preflight`: prints the checks; exit 0 on ok/warn, 1 on any fail.
 pub fn run(path: Option<&Path>, json: bool) -> ExitCode {
     let checks = checks(path, Options::default());
     let ok = passed(&checks);
     let mut stdout = std::io::stdout().lock();
     let written = if json {
-        let doc = serde_json::json!({ "ok": ok, "checks": checks });
-        writeln!(stdout, "{doc}")
+        let doc = Report {
+            ok,
+            checks: &checks,
+        };
+        match serde_json::to_string(&doc) {
+            Ok(text) => writeln!(stdout, "{text}"),
+            Err(e) => {
+                let doc = serde_json::json!({ "ok": false, "error": e.to_string() });
+                writeln!(stdout, "{doc}")
+            }
+        }
     } else {
         stdout.write_all(table(&checks, use_colour()).as_bytes())
     };

@@ -46,10 +46,9 @@ pub fn check(cfg: &Config, templates: &Templates) -> Vec<Check> {
         let message = if cfg.nodes.is_empty() {
             "every template compiles and renders (no [[nodes]] configured)".to_string()
         } else {
-            format!(
-                "every template compiles; {renders} renders for {} nodes succeed",
-                cfg.nodes.len()
-            )
+            let n = cfg.nodes.len();
+            let nodes = if n == 1 { "node" } else { "nodes" };
+            format!("every template compiles; {renders} renders for {n} {nodes} succeed")
         };
         return vec![Check::ok(
             "templates",
