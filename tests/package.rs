@@ -55,7 +55,7 @@ fn deb() -> &'static Path {
     DEB.get_or_init(|| {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         let bin_dir = bin("bootd").parent().expect("binary dir").to_path_buf();
-        let out = std::env::temp_dir().join(format!("bootd-deb-{}", std::process::id()));
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bootd-deb");
         let started = Instant::now();
         let stdout = sh(Command::new(repo.join("image/build-deb"))
             .arg("--bin-dir")

@@ -125,6 +125,7 @@ pub fn checks(path: Option<&Path>, opts: Options) -> Vec<Check> {
         })),
     }
     out.extend(network::check_ports(&cfg));
+    out.push(network::check_public_url(&cfg));
     let served = network::check_interfaces(&cfg, &mut out);
     out.extend(system::check_capabilities(&cfg));
     if opts.dhcp_probe {

@@ -236,6 +236,69 @@ pub fn check_interfaces(cfg: &Config, out: &mut Vec<Check>) -> Vec<Served> {
     served
 }
 
+/// The host part of an http(s) URL: `10.0.0.1` from `http://10.0.0.1:8080/x`.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit('@').next()?;
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next();
+    }
+    authority.split(':').next()
+}
+
+/// `public_url`: machines fetch their scripts from it, so its address should be this
+/// host's (a loopback or foreign address boots nothing; a name is not resolved here).
+pub fn check_public_url(cfg: &Config) -> Check {
+    let url = &cfg.server.public_url;
+    let hint = format!(
+        "set server.public_url to http://<this host's address on the boot network>:{}",
+        cfg.server.http_listen.port()
+    );
+    let Some(host) = url_host(url) else {
+        return Check::new("public_url", url, Verdict::Warn, "not an http(s) URL", hint);
+    };
+    let Ok(ip) = host.parse::<std::net::IpAddr>() else {
+        return Check::ok(
+            "public_url",
+            url,
+            format!("host name {host} (not resolved here)"),
+        );
+    };
+    if ip.is_loopback() {
+        return Check::new(
+            "public_url",
+            url,
+            Verdict::Warn,
+            "a loopback address: only this host can fetch boot scripts from it",
+            hint,
+        );
+    }
+    let local = nix::ifaddrs::getifaddrs()
+        .map(|addrs| {
+            addrs.into_iter().any(|a| {
+                a.address.as_ref().is_some_and(|s| {
+                    s.as_sockaddr_in().map(|v4| std::net::IpAddr::V4(v4.ip())) == Some(ip)
+                        || s.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())) == Some(ip)
+                })
+            })
+        })
+        .unwrap_or(true);
+    if local {
+        Check::ok("public_url", url, "an address of this host")
+    } else {
+        Check::new(
+            "public_url",
+            url,
+            Verdict::Warn,
+            format!("{ip} is not an address of this host: boot scripts would point elsewhere"),
+            hint + " (ignore this behind NAT or a reverse proxy)",
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +322,17 @@ mod tests {
             udp_port("tftp_port", uaddr, "tftp.listen", false).verdict,
             Verdict::Fail
         );
+    }
+
+    #[test]
+    fn url_hosts() {
+        assert_eq!(url_host("http://10.0.0.1:8080/x"), Some("10.0.0.1"));
+        assert_eq!(
+            url_host("https://boot.example.net"),
+            Some("boot.example.net")
+        );
+        assert_eq!(url_host("http://[fd00::1]:8080"), Some("fd00::1"));
+        assert_eq!(url_host("ftp://x"), None);
     }
 
     #[test]
