@@ -4,6 +4,7 @@
 mod api;
 mod assets;
 mod boot;
+mod hardware;
 mod response;
 mod router;
 
