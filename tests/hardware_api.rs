@@ -143,20 +143,41 @@ fn the_agent_script_reports_this_machine_and_phases() {
         std::process::Command::new("sh")
             .arg(&agent)
             .args(args)
-            .env("BOOTD_HARDWARE_URL", format!("http://{}/api/v1/nodes/{mac}/hardware", d.http))
-            .env("BOOTD_PHASE_URL", format!("http://{}/api/v1/nodes/{mac}/phase", d.http))
+            .env(
+                "BOOTD_HARDWARE_URL",
+                format!("http://{}/api/v1/nodes/{mac}/hardware", d.http),
+            )
+            .env(
+                "BOOTD_PHASE_URL",
+                format!("http://{}/api/v1/nodes/{mac}/phase", d.http),
+            )
             .env("BOOTD_TOKEN", &tok)
             .env("BOOTD_TRIES", "2")
             .output()
             .expect("run agent")
     };
     let out = run(&[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (code, body) = d.curl(&[], &format!("/api/v1/nodes/{mac}/hardware"));
     assert_eq!(code, 200, "{body}");
     assert!(json(&body)["inventory"].is_object(), "{body}");
-    let out = run(&["--phase", "installing", "--progress", "42", "--message", "agent \"quoted\""]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "--phase",
+        "installing",
+        "--progress",
+        "42",
+        "--message",
+        "agent \"quoted\"",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (_, node) = d.curl(&[], &format!("/api/v1/nodes/{mac}"));
     let node = json(&node);
     assert_eq!(node["phase"], "installing");
@@ -164,7 +185,10 @@ fn the_agent_script_reports_this_machine_and_phases() {
     // A wrong token is refused at once, not retried.
     let out = std::process::Command::new("sh")
         .arg(&agent)
-        .env("BOOTD_HARDWARE_URL", format!("http://{}/api/v1/nodes/{mac}/hardware", d.http))
+        .env(
+            "BOOTD_HARDWARE_URL",
+            format!("http://{}/api/v1/nodes/{mac}/hardware", d.http),
+        )
         .env("BOOTD_TOKEN", "wrong")
         .output()
         .expect("run agent");

@@ -387,12 +387,49 @@ fn install(root: &Root, ns: &Netns) {
         .path("/etc/systemd/system/multi-user.target.wants/bootd.service")
         .symlink_metadata()
         .is_ok());
+    // The reporter machines fetch from /assets/agent/, when the repository has it.
+    let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("boot-assets/agent");
+    if let Ok(dir) = std::fs::read_dir(&agent) {
+        for e in dir.flatten() {
+            let name = e.file_name();
+            let copy = root.path("/var/lib/bootd/assets/agent").join(&name);
+            assert_eq!(
+                std::fs::read(&copy).ok(),
+                std::fs::read(e.path()).ok(),
+                "{} not copied into assets/agent",
+                name.to_string_lossy()
+            );
+        }
+    }
     // Debian's iPXE binaries, as regular files (TFTP and HTTP follow no symlink out).
     for f in ["undionly.kpxe", "ipxe.efi", "snponly.efi"] {
         let p = root.path(&format!("/var/lib/bootd/assets/{f}"));
         let m = p.symlink_metadata().unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(m.file_type().is_file(), "{f} is not a regular file");
     }
+}
+
+/// Reinstalling (what an upgrade runs) restores a deleted copy and keeps a file the
+/// admin put in place of one.
+fn reinstall_keeps_admin_files(root: &Root, ns: &Netns) {
+    let assets = root.path("/var/lib/bootd/assets");
+    std::fs::remove_file(assets.join("undionly.kpxe")).expect("rm");
+    let admin = b"the admin's own snponly.efi".to_vec();
+    std::fs::write(assets.join("snponly.efi"), &admin).expect("write");
+    sh(&mut root.chroot(Some(ns), &["dpkg", "-i", "/tmp/bootd.deb"]));
+    assert!(
+        assets.join("undionly.kpxe").is_file(),
+        "deleted copy restored"
+    );
+    assert_eq!(
+        std::fs::read(assets.join("snponly.efi")).expect("read"),
+        admin
+    );
+    std::fs::copy(
+        root.path("/usr/lib/ipxe/snponly.efi"),
+        assets.join("snponly.efi"),
+    )
+    .expect("put Debian's back");
 }
 
 /// Runs the packaged preflight, then bootd on a loopback test config as user bootd,
@@ -466,6 +503,19 @@ fn run_in(root: &Root, ns: &Netns) {
         &url("/assets/undionly.kpxe"),
     ]);
     assert_eq!(http, format!("200 {kpxe}"));
+    if root
+        .path("/var/lib/bootd/assets/agent/bootd-report")
+        .exists()
+    {
+        let agent = curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &url("/assets/agent/bootd-report"),
+        ]);
+        assert_eq!(agent, "200");
+    }
     let tftp = curl(&[
         "-o",
         "/dev/null",
@@ -544,6 +594,7 @@ fn deb_installs_over_the_host_root_beside_systemd_bootctl() {
         before, after,
         "systemd's /usr/bin/bootctl must stay untouched"
     );
+    reinstall_keeps_admin_files(&root, &ns);
     run_in(&root, &ns);
     remove(&root, &ns);
 }
