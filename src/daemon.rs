@@ -54,7 +54,7 @@ pub fn check_config(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// `bootd preflight`: the checks that need no network probe yet.
+/// `bootd preflight`: every start-up check (src/preflight/), table or JSON.
 pub fn preflight(path: Option<PathBuf>, json: bool) -> ExitCode {
     crate::preflight::run(path.as_deref(), json)
 }
