@@ -405,11 +405,8 @@ fn decide_full<'a>(
             None
         },
         hostname: node.hostname.as_deref(),
-        dest: if req.msg_type == MessageType::Inform && req.giaddr.is_unspecified() {
-            Destination::Unicast(req.ciaddr)
-        } else {
-            destination(req, msg_type, yiaddr)
-        },
+        // INFORM: ciaddr set, so this is a unicast to it (or to the relay).
+        dest: destination(req, msg_type, yiaddr),
         proxy: false,
         message: None,
         arch: req.arch,

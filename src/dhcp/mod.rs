@@ -24,6 +24,7 @@ pub mod lease;
 pub mod metrics;
 pub mod pxe;
 pub mod ra;
+pub mod rate;
 pub mod reply;
 pub mod request;
 mod service;
@@ -64,13 +65,17 @@ pub enum Unknown {
 
 /// How a ProxyDHCP offer carries PXE option 43.
 ///
-/// Default `Minimal`: discovery control = 8 ("boot file present: use it, no discovery")
-/// plus siaddr and file in the offer. iPXE then boots from the offer itself (it needs
-/// siaddr + file, `dhcp_has_pxeopts`), and OVMF/EDK2 classifies the offer as a
-/// "ProxyBinl" offer and asks port 4011 with a REQUEST, which we ACK with the file.
-/// `Menu` adds a one-item boot menu, a zero-timeout prompt and a boot-server list naming
-/// us, for old PXE ROMs that ignore an offer without a menu; they then send a boot
-/// server request with option 43.71 to 4011, which is answered like any 4011 request.
+/// Every proxy offer has option 60 `PXEClient` (or `HTTPClient`), siaddr, the boot file in
+/// `file` and option 67, and 43. Default `Minimal`: 43 holds only discovery control = 8
+/// ("a boot file is present: download it, no boot server discovery"). iPXE boots from
+/// such an offer without a ProxyDHCP request (it needs siaddr + file, `dhcp_has_pxeopts`
+/// in `net/udp/dhcp.c`, or a menu); OVMF (edk2 2022.11, checked with QEMU) takes siaddr +
+/// file from it directly too. Firmware that still asks port 4011 (edk2 does for offers
+/// without a boot file; old ROMs after a menu) gets an ACK with the same file there.
+/// `Menu` adds a boot-server list naming us, a one-item menu and a zero-timeout prompt
+/// (discovery control 7: unicast to listed servers only), for PXE ROMs that ignore an
+/// offer without a menu; they then send a REQUEST with 43.71 to 4011, answered with the
+/// file and 43.71 echoed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Option43Strategy {
     /// Discovery control only.

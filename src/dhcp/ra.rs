@@ -73,11 +73,12 @@ pub async fn run(
     let mut last_sent: Vec<(u32, Instant)> = Vec::new();
     let mut tick = tokio::time::interval(RA_INTERVAL);
     let mut buf = [0u8; 1500];
+    let mut watching = true;
     loop {
         let current = settings.borrow().clone();
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            changed = settings.changed() => if changed.is_err() { return Ok(()) },
+            changed = settings.changed(), if watching => watching = changed.is_ok(),
             _ = tick.tick() => {
                 if !current.ipv6_ra { continue; }
                 let list: Vec<(u32, Option<MacAddr>)> = ifaces

@@ -4,7 +4,6 @@
 //! Leases of one burst are persisted by a single `persist_leases` call on a blocking
 //! thread; the ACKs of that burst wait in memory and leave only after it returns Ok.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -19,19 +18,15 @@ use tokio_util::sync::CancellationToken;
 use super::decide::{decide, Context, Decision, Destination, IgnoreReason, Port};
 use super::lease::{LeaseAnswer, LeaseTable, PlanCtx};
 use super::metrics::{Metrics, MsgLabels};
+use super::rate::RateLimiter;
 use super::reply::{self, ReplyScratch};
 use super::request::{MessageType, PxeRequest};
 use super::socket::{self, IfaceTable, LinkDest, LinkSender, Received, MAX_FRAME_LEN};
 use super::wire::MAX_PACKET_LEN;
 use super::{ra, Backend, BackendError, DhcpError, Lease, Mode, Settings};
-use crate::mac::MacAddr;
 
 /// Most datagrams read from one socket before the loop looks at its other work.
 pub const MAX_BURST: usize = 512;
-/// Most MACs tracked by the rate limiter.
-pub const MAX_TRACKED_MACS: usize = 65_536;
-/// A rate-limiter entry idle this long is forgotten.
-pub const RATE_IDLE: Duration = Duration::from_secs(10);
 /// How often expired offers, quarantines and idle rate entries are swept.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 /// Most ACKs waiting for one group commit (beyond it requests are dropped: the
@@ -77,11 +72,6 @@ struct Io {
     link: Option<LinkSender>,
 }
 
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
 /// Everything the loop mutates.
 struct State {
     settings: Arc<Settings>,
@@ -89,7 +79,7 @@ struct State {
     metrics: Arc<Metrics>,
     table: LeaseTable,
     ifaces: IfaceTable,
-    buckets: HashMap<MacAddr, Bucket>,
+    limiter: RateLimiter,
     rx: Box<[u8]>,
     tx: Box<[u8]>,
     frame: Box<[u8]>,
@@ -127,7 +117,7 @@ pub(super) async fn run(
         metrics,
         table,
         ifaces: IfaceTable::new(),
-        buckets: HashMap::new(),
+        limiter: RateLimiter::new(Instant::now()),
         rx: vec![0; MAX_PACKET_LEN + 1].into_boxed_slice(),
         tx: vec![0; MAX_FRAME_LEN].into_boxed_slice(),
         frame: vec![0; MAX_FRAME_LEN].into_boxed_slice(),
@@ -137,12 +127,17 @@ pub(super) async fn run(
         spare: Vec::new(),
         inflight: None,
     };
+    // A dropped settings sender freezes the settings; it does not stop the service.
+    let mut watching = true;
     let result = loop {
         state.settings = settings.borrow_and_update().clone();
         if state.settings.mode == Mode::Off {
             tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
-                c = settings.changed() => if c.is_err() { break Ok(()) } else { continue },
+                c = settings.changed(), if watching => {
+                    watching = c.is_ok();
+                    continue;
+                }
             }
         }
         let io = match bind(&state.settings) {
@@ -156,7 +151,10 @@ pub(super) async fn run(
             interfaces = ?state.settings.interfaces,
             "DHCP listening"
         );
-        match state.serve(&io, &mut settings, &shutdown).await {
+        match state
+            .serve(&io, &mut settings, &mut watching, &shutdown)
+            .await
+        {
             Ok(Exit::Shutdown) => break Ok(()),
             Ok(Exit::Rebind) => continue,
             Err(e) => break Err(e),
@@ -205,15 +203,17 @@ impl State {
         &mut self,
         io: &Io,
         settings: &mut watch::Receiver<Arc<Settings>>,
+        watching: &mut bool,
         shutdown: &CancellationToken,
     ) -> Result<Exit, DhcpError> {
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(Exit::Shutdown),
-                changed = settings.changed() => {
+                changed = settings.changed(), if *watching => {
                     if changed.is_err() {
-                        return Ok(Exit::Shutdown);
+                        *watching = false;
+                        continue;
                     }
                     let new = settings.borrow_and_update().clone();
                     let rebind = new.port != self.settings.port
@@ -237,8 +237,6 @@ impl State {
                 }
                 _ = sweep.tick() => {
                     self.table.sweep(SystemTime::now());
-                    let now = Instant::now();
-                    self.buckets.retain(|_, b| now.duration_since(b.last) < RATE_IDLE);
                 }
             }
             self.start_commit();
@@ -261,33 +259,6 @@ impl State {
                 }
                 Err(_would_block) => return,
             }
-        }
-    }
-
-    fn rate_ok(&mut self, mac: MacAddr) -> bool {
-        let rate = f64::from(self.settings.rate_per_mac);
-        if rate <= 0.0 {
-            return true;
-        }
-        let now = Instant::now();
-        if self.buckets.len() >= MAX_TRACKED_MACS && !self.buckets.contains_key(&mac) {
-            self.buckets
-                .retain(|_, b| now.duration_since(b.last) < RATE_IDLE);
-            if self.buckets.len() >= MAX_TRACKED_MACS {
-                return false;
-            }
-        }
-        let b = self.buckets.entry(mac).or_insert(Bucket {
-            tokens: rate,
-            last: now,
-        });
-        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(rate);
-        b.last = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
         }
     }
 
@@ -340,7 +311,10 @@ impl State {
                 kind: req.msg_type.name(),
             })
             .inc();
-        if !self.rate_ok(req.mac) {
+        if !self
+            .limiter
+            .allow(req.mac, settings.rate_per_mac, Instant::now())
+        {
             self.metrics.count_drop("rate_limited");
             return;
         }

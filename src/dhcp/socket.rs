@@ -34,9 +34,14 @@ pub fn bind_udp(port: u16) -> io::Result<Socket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
     s.set_broadcast(true)?;
-    // Bursts of DISCOVERs must queue, not drop, while a group commit runs.
-    let _ = s.set_recv_buffer_size(RECV_BUFFER_BYTES);
-    let _ = s.set_send_buffer_size(RECV_BUFFER_BYTES);
+    // Bursts of DISCOVERs must queue, not drop, while the loop is descheduled: past
+    // net.core.rmem_max when we may (CAP_NET_ADMIN), else as much as the sysctl allows.
+    if setsockopt(&s, sockopt::RcvBufForce, &RECV_BUFFER_BYTES).is_err() {
+        let _ = s.set_recv_buffer_size(RECV_BUFFER_BYTES);
+    }
+    if setsockopt(&s, sockopt::SndBufForce, &RECV_BUFFER_BYTES).is_err() {
+        let _ = s.set_send_buffer_size(RECV_BUFFER_BYTES);
+    }
     setsockopt(&s, sockopt::Ipv4PacketInfo, &true).map_err(io::Error::from)?;
     s.set_nonblocking(true)?;
     s.bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).into())?;

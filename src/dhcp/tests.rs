@@ -712,3 +712,239 @@ fn fuzz_corpus_replays_without_panic() {
     }
     assert!(n >= 50, "corpus has {n} files");
 }
+
+/// Plans and applies one request against a table, like the service does.
+fn step(
+    table: &mut LeaseTable,
+    frame: &[u8],
+    node: &NodeBoot,
+    s: &Settings,
+    now: SystemTime,
+    reserved: &dyn Fn(Ipv4Addr) -> Option<MacAddr>,
+) -> (LeaseAnswer, Option<Lease>) {
+    let req = PxeRequest::parse(frame).unwrap();
+    let pc = PlanCtx {
+        pools: &s.pools,
+        pool: Some(0),
+        server_id: SERVER,
+        now,
+        reserved_for: reserved,
+    };
+    let plan = table.plan(&req, node, &pc);
+    let d = decide(&req, node, s, &ctx(Port::Dhcp, plan));
+    let persisted = if d.commits_lease() {
+        table.apply(&plan, &req, node, &s.pools, now)
+    } else {
+        None
+    };
+    (plan, persisted)
+}
+
+fn with_mac(mut f: Vec<u8>, last: u8) -> Vec<u8> {
+    f[33] = last;
+    f
+}
+
+#[test]
+fn reservations_are_kept_for_their_node() {
+    let s = settings(Mode::Full);
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let reserved_ip = Ipv4Addr::new(10, 77, 0, 100);
+    let owner = MacAddr(testdata::MAC);
+    let reserved = move |ip: Ipv4Addr| (ip == reserved_ip).then_some(owner);
+    let mut t = LeaseTable::new();
+    // Another MAC scanning from the start of the range skips the reserved address.
+    let (plan, _) = step(
+        &mut t,
+        &with_mac(testdata::plain(1, &[]), 0x99),
+        &known(),
+        &s,
+        now,
+        &reserved,
+    );
+    assert_eq!(
+        plan,
+        LeaseAnswer::Offer {
+            ip: Ipv4Addr::new(10, 77, 0, 101),
+            pool: 0
+        }
+    );
+    // The owner gets it, even outside the dynamic range.
+    let node = NodeBoot {
+        reserved_ip: Some(Ipv4Addr::new(10, 77, 0, 20)),
+        ..known()
+    };
+    let (plan, _) = step(&mut t, &testdata::plain(1, &[]), &node, &s, now, &reserved);
+    assert_eq!(
+        plan,
+        LeaseAnswer::Offer {
+            ip: Ipv4Addr::new(10, 77, 0, 20),
+            pool: 0
+        }
+    );
+}
+
+#[test]
+fn release_decline_inform_and_rebind() {
+    let s = settings(Mode::Full);
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let none = |_ip: Ipv4Addr| None::<MacAddr>;
+    let mut t = LeaseTable::new();
+    let (plan, _) = step(&mut t, &testdata::plain(1, &[]), &known(), &s, now, &none);
+    let LeaseAnswer::Offer { ip, .. } = plan else {
+        panic!("{plan:?}")
+    };
+    let (plan, lease) = step(
+        &mut t,
+        &testdata::plain(3, &[(50, &ip.octets()), (54, &SERVER.octets())]),
+        &known(),
+        &s,
+        now,
+        &none,
+    );
+    assert!(matches!(plan, LeaseAnswer::Ack { .. }) && lease.is_some());
+    // RENEW/REBIND: ciaddr, no 50/54.
+    let renew = frame(
+        Head {
+            ciaddr: ip,
+            ..Head::default()
+        },
+        &[(53, &[3])],
+    );
+    assert_eq!(
+        step(&mut t, &renew, &known(), &s, now, &none).0,
+        LeaseAnswer::Ack { ip, pool: 0 }
+    );
+    // Another MAC asking for that address by INIT-REBOOT is refused.
+    let steal = with_mac(testdata::plain(3, &[(50, &ip.octets())]), 0x77);
+    assert_eq!(
+        step(&mut t, &steal, &known(), &s, now, &none).0,
+        LeaseAnswer::Nak("address not available")
+    );
+    // INFORM is answered to ciaddr without a lease time.
+    let inform = frame(
+        Head {
+            ciaddr: ip,
+            ..Head::default()
+        },
+        &[(53, &[8])],
+    );
+    let a = run(
+        &inform,
+        &known(),
+        &s,
+        Port::Dhcp,
+        LeaseAnswer::Inform { pool: Some(0) },
+    )
+    .unwrap();
+    assert_eq!(
+        (a.msg_type(), a.dest, a.opts.contains_key(&51)),
+        (5, Destination::Unicast(ip), false)
+    );
+    // RELEASE is persisted as released; the address is free again.
+    let release = frame(
+        Head {
+            ciaddr: ip,
+            ..Head::default()
+        },
+        &[(53, &[7])],
+    );
+    let (plan, lease) = step(&mut t, &release, &known(), &s, now, &none);
+    assert_eq!(plan, LeaseAnswer::Release { ip });
+    assert_eq!(lease.map(|l| l.state), Some(LeaseState::Released));
+    // DECLINE quarantines the address for everyone.
+    let (plan, _) = step(&mut t, &testdata::plain(1, &[]), &known(), &s, now, &none);
+    let LeaseAnswer::Offer { ip: ip2, .. } = plan else {
+        panic!("{plan:?}")
+    };
+    step(
+        &mut t,
+        &testdata::plain(3, &[(50, &ip2.octets()), (54, &SERVER.octets())]),
+        &known(),
+        &s,
+        now,
+        &none,
+    );
+    let (plan, lease) = step(
+        &mut t,
+        &testdata::plain(4, &[(50, &ip2.octets())]),
+        &known(),
+        &s,
+        now,
+        &none,
+    );
+    assert_eq!(plan, LeaseAnswer::Decline { ip: ip2 });
+    assert_eq!(lease.map(|l| l.state), Some(LeaseState::Declined));
+    let (plan, _) = step(
+        &mut t,
+        &with_mac(testdata::plain(1, &[(50, &ip2.octets())]), 0x55),
+        &known(),
+        &s,
+        now,
+        &none,
+    );
+    assert!(
+        matches!(plan, LeaseAnswer::Offer { ip, .. } if ip != ip2),
+        "{plan:?}"
+    );
+    // Once the quarantine is over the address is usable again.
+    let later = now + lease::DECLINE_QUARANTINE + Duration::from_secs(1);
+    t.sweep(later);
+    let (plan, _) = step(
+        &mut t,
+        &with_mac(testdata::plain(1, &[(50, &ip2.octets())]), 0x56),
+        &known(),
+        &s,
+        later,
+        &none,
+    );
+    assert_eq!(plan, LeaseAnswer::Offer { ip: ip2, pool: 0 });
+}
+
+#[test]
+fn leases_survive_a_reload() {
+    let s = settings(Mode::Full);
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let none = |_ip: Ipv4Addr| None::<MacAddr>;
+    let bound = Lease {
+        mac: MacAddr(testdata::MAC),
+        ip: Ipv4Addr::new(10, 77, 0, 100),
+        expires: now + Duration::from_secs(600),
+        hostname: None,
+        state: LeaseState::Bound,
+    };
+    let declined = Lease {
+        mac: MacAddr([9; 6]),
+        ip: Ipv4Addr::new(10, 77, 0, 101),
+        expires: now + Duration::from_secs(600),
+        hostname: None,
+        state: LeaseState::Declined,
+    };
+    let mut t = LeaseTable::new();
+    t.load([bound.clone(), declined]);
+    let (plan, _) = step(
+        &mut t,
+        &with_mac(testdata::plain(1, &[]), 0x01),
+        &known(),
+        &s,
+        now,
+        &none,
+    );
+    assert_eq!(
+        plan,
+        LeaseAnswer::Offer {
+            ip: Ipv4Addr::new(10, 77, 0, 102),
+            pool: 0
+        },
+        "bound and quarantined addresses skipped"
+    );
+    let (plan, _) = step(&mut t, &testdata::plain(1, &[]), &known(), &s, now, &none);
+    assert_eq!(
+        plan,
+        LeaseAnswer::Offer {
+            ip: bound.ip,
+            pool: 0
+        },
+        "owner gets its address back"
+    );
+}

@@ -584,3 +584,137 @@ fn finish_area(
     }
     Ok(end + 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(opts: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; OPTIONS_OFFSET];
+        f[0] = 1;
+        f[1] = 1;
+        f[2] = 6;
+        f[BOOTP_HEADER_LEN..OPTIONS_OFFSET].copy_from_slice(&MAGIC_COOKIE);
+        f.extend_from_slice(opts);
+        f
+    }
+
+    #[test]
+    fn bad_frames_are_refused_with_the_reason() {
+        let ok = base(&[53, 1, 1, 255]);
+        assert!(Message::new_checked(&ok).is_ok());
+        assert_eq!(
+            Message::new_checked(&ok[..239]).err(),
+            Some(ParseError::Truncated(239))
+        );
+        let mut hlen = ok.clone();
+        hlen[2] = 17;
+        assert_eq!(
+            Message::new_checked(&hlen).err(),
+            Some(ParseError::BadHlen(17))
+        );
+        let mut reply = ok.clone();
+        reply[0] = 2;
+        assert_eq!(
+            Message::new_checked(&reply).err(),
+            Some(ParseError::NotRequest(2))
+        );
+        let mut cookie = ok.clone();
+        cookie[236] = 0;
+        assert_eq!(
+            Message::new_checked(&cookie).err(),
+            Some(ParseError::NoCookie)
+        );
+        let overrun = base(&[53, 1, 1, 60, 9, b'P']);
+        assert_eq!(
+            Message::new_checked(&overrun).err(),
+            Some(ParseError::OptionOverrun { code: 60, at: 243 })
+        );
+        let no_len = base(&[53, 1, 1, 60]);
+        assert!(matches!(
+            Message::new_checked(&no_len),
+            Err(ParseError::OptionOverrun { code: 60, .. })
+        ));
+        let many: Vec<u8> = (0..=MAX_OPTIONS).flat_map(|_| [12u8, 1, b'x']).collect();
+        assert_eq!(
+            Message::new_checked(&base(&many)).err(),
+            Some(ParseError::TooManyOptions)
+        );
+        assert_eq!(
+            Message::new_checked(&base(&[52, 1, 7, 255])).err(),
+            Some(ParseError::BadOverload(7))
+        );
+        let mut pads = base(&[]);
+        pads.extend(std::iter::repeat_n(0u8, 10_000));
+        assert_eq!(
+            Message::new_checked(&pads).err(),
+            Some(ParseError::Oversize(10_240))
+        );
+        // Overload into a file field holding garbage.
+        let mut garbage = base(&[52, 1, 1, 53, 1, 1, 255]);
+        garbage[108] = 60;
+        garbage[109] = 200;
+        assert!(matches!(
+            Message::new_checked(&garbage),
+            Err(ParseError::OptionOverrun { code: 60, at: 108 })
+        ));
+    }
+
+    #[test]
+    fn pads_within_bounds_are_skipped() {
+        let mut opts = vec![0u8; 1000];
+        opts.extend_from_slice(&[53, 1, 1, 255]);
+        let f = base(&opts);
+        let m = Message::new_checked(&f).unwrap();
+        assert_eq!(m.option(code::MESSAGE_TYPE), Some(&[1u8][..]));
+        // A missing END is tolerated: the area ends with the frame.
+        let open = base(&[53, 1, 3]);
+        assert_eq!(
+            Message::new_checked(&open).map(|m| m.option(53).map(<[u8]>::to_vec)),
+            Ok(Some(vec![3]))
+        );
+    }
+
+    #[test]
+    fn writer_keeps_relay_info_last_when_overloading() {
+        let mut stage = OptionStage::default();
+        stage.put(code::MESSAGE_TYPE, &[2]).unwrap();
+        stage.put(code::RELAY_AGENT, &[1, 2, 3, 4]).unwrap();
+        for c in 100..110u8 {
+            stage.put(c, &[c; 40]).unwrap();
+        }
+        let hdr = ReplyHeader {
+            xid: 1,
+            flags: 0,
+            hops: 0,
+            ciaddr: Ipv4Addr::UNSPECIFIED,
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            siaddr: Ipv4Addr::UNSPECIFIED,
+            giaddr: Ipv4Addr::UNSPECIFIED,
+            htype: 1,
+            hlen: 6,
+            chaddr: &[0; 16],
+            file: b"",
+            sname: b"",
+        };
+        let mut out = [0u8; 1500];
+        let n = write_reply(&mut out, 548, &hdr, &stage).unwrap();
+        assert!(n <= 548);
+        let main: Vec<u8> = OptionIter::new(&out[OPTIONS_OFFSET..n])
+            .map(|(c, _)| c)
+            .collect();
+        assert_eq!(main.first(), Some(&code::OVERLOAD));
+        assert_eq!(main.last(), Some(&code::RELAY_AGENT));
+        let mut seen: Vec<u8> = main.clone();
+        seen.extend(OptionIter::new(&out[FILE_RANGE]).map(|(c, _)| c));
+        seen.extend(OptionIter::new(&out[SNAME_RANGE]).map(|(c, _)| c));
+        for c in 100..110u8 {
+            assert!(seen.contains(&c), "option {c} lost");
+        }
+        // Too much even for overload is an error, not a truncated reply.
+        for c in 110..120u8 {
+            stage.put(c, &[c; 40]).unwrap();
+        }
+        assert!(write_reply(&mut out, 548, &hdr, &stage).is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! A Backend that really persists: leases go to an append-only log file, one
+//! `write` + `fdatasync` per group commit; nodes come from an in-memory map.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bootd::dhcp::{Arch, Backend, BackendError, Lease, LeaseState, NodeBoot};
+use bootd::mac::MacAddr;
+
+/// One `offered` report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offered {
+    pub mac: MacAddr,
+    pub ip: Option<Ipv4Addr>,
+    pub arch: Option<Arch>,
+    pub iface: String,
+}
+
+/// File-backed leases, in-memory nodes.
+pub struct FileBackend {
+    path: PathBuf,
+    file: Mutex<File>,
+    pub nodes: Mutex<HashMap<MacAddr, NodeBoot>>,
+    /// Node returned for MACs not in `nodes`.
+    pub default_node: NodeBoot,
+    pub offered: Mutex<Vec<Offered>>,
+    /// Keep `offered` reports (tests); the benchmark turns it off to measure the service.
+    pub record_offers: bool,
+    /// Leases per group commit.
+    pub commits: Mutex<Vec<usize>>,
+}
+
+fn state_name(s: LeaseState) -> &'static str {
+    match s {
+        LeaseState::Offered => "offered",
+        LeaseState::Bound => "bound",
+        LeaseState::Released => "released",
+        LeaseState::Declined => "declined",
+    }
+}
+
+impl FileBackend {
+    /// Opens (creating) the lease log at `path`.
+    pub fn open(path: impl Into<PathBuf>) -> std::io::Result<FileBackend> {
+        let path = path.into();
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(FileBackend {
+            path,
+            file: Mutex::new(file),
+            nodes: Mutex::new(HashMap::new()),
+            default_node: NodeBoot::default(),
+            offered: Mutex::new(Vec::new()),
+            record_offers: true,
+            commits: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The latest stored lease per MAC (as a restart would see them).
+    pub fn stored(&self) -> Vec<Lease> {
+        self.load_leases().unwrap_or_default()
+    }
+}
+
+impl Backend for FileBackend {
+    fn node(&self, mac: MacAddr) -> NodeBoot {
+        let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes
+            .get(&mac)
+            .cloned()
+            .unwrap_or_else(|| self.default_node.clone())
+    }
+
+    fn offered(&self, mac: MacAddr, ip: Option<Ipv4Addr>, arch: Option<Arch>, iface: &str) {
+        if !self.record_offers {
+            return;
+        }
+        let mut o = self.offered.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: a benchmark offers millions of times.
+        if o.len() < 100_000 {
+            o.push(Offered {
+                mac,
+                ip,
+                arch,
+                iface: iface.to_string(),
+            });
+        }
+    }
+
+    fn load_leases(&self) -> Result<Vec<Lease>, BackendError> {
+        let f = File::open(&self.path).map_err(|e| BackendError(e.to_string()))?;
+        let mut latest: HashMap<(MacAddr, bool), Lease> = HashMap::new();
+        for line in BufReader::new(f).lines() {
+            let line = line.map_err(|e| BackendError(e.to_string()))?;
+            let parts: Vec<&str> = line.split(' ').collect();
+            let [mac, ip, exp, state, host] = parts.as_slice() else {
+                continue;
+            };
+            let (Ok(mac), Ok(ip), Ok(exp)) = (
+                mac.parse::<MacAddr>(),
+                ip.parse::<Ipv4Addr>(),
+                exp.parse::<u64>(),
+            ) else {
+                continue;
+            };
+            let state = match *state {
+                "offered" => LeaseState::Offered,
+                "bound" => LeaseState::Bound,
+                "released" => LeaseState::Released,
+                "declined" => LeaseState::Declined,
+                _ => continue,
+            };
+            let hostname = (*host != "-").then(|| host.to_string());
+            let declined = state == LeaseState::Declined;
+            latest.insert(
+                (mac, declined),
+                Lease {
+                    mac,
+                    ip,
+                    expires: UNIX_EPOCH + Duration::from_secs(exp),
+                    hostname,
+                    state,
+                },
+            );
+        }
+        Ok(latest.into_values().collect())
+    }
+
+    fn persist_leases(&self, leases: &[Lease]) -> Result<(), BackendError> {
+        let mut text = String::with_capacity(leases.len() * 64);
+        for l in leases {
+            let exp = l
+                .expires
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let host = l
+                .hostname
+                .as_deref()
+                .filter(|h| !h.is_empty() && !h.contains(' '))
+                .unwrap_or("-");
+            text.push_str(&format!(
+                "{} {} {} {} {}\n",
+                l.mac,
+                l.ip,
+                exp,
+                state_name(l.state),
+                host
+            ));
+        }
+        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        f.write_all(text.as_bytes())
+            .map_err(|e| BackendError(e.to_string()))?;
+        f.sync_data().map_err(|e| BackendError(e.to_string()))?;
+        if self.record_offers {
+            self.commits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(leases.len());
+        }
+        Ok(())
+    }
+}
