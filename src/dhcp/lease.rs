@@ -168,9 +168,10 @@ impl LeaseTable {
         match self.by_ip.get(&ip) {
             None => true,
             Some(holder) if *holder == mac => true,
-            Some(holder) => self.by_mac.get(holder).map_or(true, |e| {
-                e.state == LeaseState::Released || e.expires <= ctx.now
-            }),
+            Some(holder) => self
+                .by_mac
+                .get(holder)
+                .is_none_or(|e| e.state == LeaseState::Released || e.expires <= ctx.now),
         }
     }
 

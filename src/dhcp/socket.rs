@@ -336,7 +336,7 @@ impl IfaceTable {
 
     /// The interface with this index, re-reading the table on a miss (rate-limited).
     pub fn by_index(&mut self, index: u32) -> Option<&Iface> {
-        let stale = self.read_at.map_or(true, |t| t.elapsed() >= IFACE_REFRESH);
+        let stale = self.read_at.is_none_or(|t| t.elapsed() >= IFACE_REFRESH);
         let present = self.ifaces.iter().any(|i| i.index == index);
         if stale && (!present || self.read_at.is_none()) {
             self.refresh();
@@ -346,7 +346,7 @@ impl IfaceTable {
 
     /// All interfaces.
     pub fn all(&mut self) -> &[Iface] {
-        if self.read_at.map_or(true, |t| t.elapsed() >= IFACE_REFRESH) {
+        if self.read_at.is_none_or(|t| t.elapsed() >= IFACE_REFRESH) {
             self.refresh();
         }
         &self.ifaces
