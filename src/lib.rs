@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod dhcp;
 pub mod health;
 pub mod http;
+pub mod lifecycle;
 pub mod mac;
 pub mod metrics;
 pub mod nodes;

@@ -4,6 +4,8 @@
 mod api;
 mod assets;
 mod boot;
+mod events;
+mod lifecycle;
 mod response;
 mod router;
 
