@@ -20,3 +20,4 @@ pub mod services;
 pub mod store;
 pub mod systemd;
 pub mod tftp;
+pub mod watch;
