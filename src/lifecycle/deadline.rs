@@ -5,6 +5,7 @@ use crate::app::App;
 use crate::mac::MacAddr;
 use crate::nodes::{Applied, NodeEvent, Phase, PhaseRequest, RegistryError};
 use crate::store::HistoryRow;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -124,18 +125,15 @@ async fn scan(app: &Arc<App>, deploys: &mut HashMap<MacAddr, Deploy>) {
             deploys.remove(&node.mac);
             continue;
         }
-        if !deploys.contains_key(&node.mac) {
+        if let Entry::Vacant(slot) = deploys.entry(node.mac) {
             let started = match history_start(app, node.mac).await {
                 Some(t) => t,
                 None => parse_time(&node.phase_since).unwrap_or_else(SystemTime::now),
             };
-            deploys.insert(
-                node.mac,
-                Deploy {
-                    started,
-                    profile: None,
-                },
-            );
+            slot.insert(Deploy {
+                started,
+                profile: None,
+            });
         }
         let Some(deploy) = deploys.get_mut(&node.mac) else {
             continue;
