@@ -20,7 +20,7 @@ export PATH="${HOME:-/root}/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:
 PACKAGES=(
     qemu-system-x86 ipxe ovmf busybox-static file xz-utils
     dnsmasq-base atftp tftp-hpa curl iproute2 tcpdump udhcpc isc-dhcp-client kea-admin
-    sqlite3 python3 build-essential pkg-config
+    sqlite3 python3 build-essential pkg-config lshw dmidecode
 )
 APT_LOCK_WAIT_SECS=600
 APT_TRIES=3

@@ -5,6 +5,7 @@ mod api;
 mod assets;
 mod boot;
 mod events;
+mod hardware;
 mod lifecycle;
 mod response;
 mod router;

@@ -1,12 +1,14 @@
 //! The embedded state store: one SQLite file in WAL mode, written by a single writer
 //! thread that commits concurrent writes together (group commit). Only this module writes SQL.
 
+mod hardware;
 mod leases;
 mod nodes;
 mod outbox;
 mod schema;
 mod writer;
 
+pub use hardware::{HardwareRow, HardwareSeen};
 pub use leases::LeaseRow;
 pub use nodes::{HistoryRow, NodeRow, Pending, TransitionRow};
 pub use outbox::{OutboxCounts, OutboxFilter, OutboxRow};
