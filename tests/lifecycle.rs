@@ -102,6 +102,21 @@ fn wait_phase(d: &Daemon, mac: &str, want: &str, within: Duration) {
     }
 }
 
+/// The newest history row of a node once it records a move to `to` (the registry shows
+/// a change when it is queued; its row follows with the commit).
+fn last_row(d: &Daemon, mac: &str, to: &str) -> Value {
+    let mut row = Value::Null;
+    let found = wait_for(Duration::from_secs(5), "history row", || {
+        row = node(d, mac)["history"]
+            .as_array()
+            .and_then(|h| h.last().cloned())
+            .unwrap_or(Value::Null);
+        row["to"] == to
+    });
+    assert!(found.is_ok(), "{mac}: no {to} row; last is {row}");
+    row
+}
+
 /// A running bootctl with its stdout lines on a channel; killed (by pid) on drop.
 struct Bootctl {
     child: Child,
@@ -320,9 +335,7 @@ group = "broken"
         body["nodes"][2]["hostname"], "node3",
         "registered facts are in the hook"
     );
-    let n = node(&d, macs[0]);
-    let h = n["history"].as_array().expect("history");
-    let clustered = h.last().expect("row");
+    let clustered = last_row(&d, macs[0], "clustered");
     assert_eq!(
         (clustered["to"].as_str(), clustered["source"].as_str()),
         (Some("clustered"), Some("group"))
@@ -454,6 +467,7 @@ fn deadline_times_out_with_the_stuck_phase_across_a_restart() {
 
     wait_phase(&d, a, "timeout", Duration::from_secs(15));
     let took = t0.elapsed();
+    last_row(&d, a, "timeout");
     let n = node(&d, a);
     let msg = n["message"].as_str().unwrap_or("");
     assert!(msg.starts_with("stuck in installing for "), "{msg}");
@@ -556,10 +570,7 @@ profile = "inst"
         (n["next_boot"].as_str(), n["progress"].as_u64()),
         (Some("inst"), Some(5))
     );
-    let last = n["history"]
-        .as_array()
-        .and_then(|h| h.last().cloned())
-        .expect("row");
+    let last = last_row(&d, a, "server_requested");
     assert!(
         last["source"]
             .as_str()
