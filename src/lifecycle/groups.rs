@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::task::JoinSet;
 
 /// Attempts of one `on_complete` delivery before the group shows an error.
@@ -177,7 +177,10 @@ pub async fn serve(app: Arc<App>) -> Result<(), String> {
             _ = app.shutdown.cancelled() => break,
             ev = events.recv() => match ev {
                 Ok(ev) if ev.group.is_none() => continue,
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Ok(_) | Err(RecvError::Lagged(_)) => {
+                    // Events come in bursts; one evaluation covers all that are queued.
+                    while let Ok(_) | Err(TryRecvError::Lagged(_)) = events.try_recv() {}
+                }
                 Err(RecvError::Closed) => break,
             },
             _ = tick.tick() => {}
