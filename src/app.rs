@@ -22,6 +22,8 @@ pub struct App {
     pub store: Arc<Store>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    /// Group hook states and event-stream slots.
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     pub tokens: TokenKey,
     pub shutdown: CancellationToken,
     pub started: Instant,
@@ -69,6 +71,7 @@ impl App {
             store,
             registry,
             metrics: Arc::new(Metrics::new()),
+            lifecycle: Arc::default(),
             tokens,
             shutdown: CancellationToken::new(),
             started: Instant::now(),

@@ -334,6 +334,8 @@ pub struct Profile {
     pub efi_file: Option<String>,
     /// Override of `boot.arm64_file`.
     pub arm64_file: Option<String>,
+    /// URL POSTed by `bootctl reprovision` to power-cycle a machine into its install.
+    pub power_cycle: Option<String>,
 }
 
 /// `[groups.NAME]`.
@@ -865,6 +867,7 @@ impl Profile {
             bios_file: None,
             efi_file: None,
             arm64_file: None,
+            power_cycle: None,
         }
     }
 }
@@ -2169,6 +2172,7 @@ fn read_profiles(
                 "bios_file",
                 "efi_file",
                 "arm64_file",
+                "power_cycle",
             ],
         );
         let script = p
@@ -2191,6 +2195,9 @@ fn read_profiles(
         let mut asset = |key: &str| p.get(key).and_then(|f| cx.parsed(&f, check_relative_file));
         let (bios_file, efi_file, arm64_file) =
             (asset("bios_file"), asset("efi_file"), asset("arm64_file"));
+        let power_cycle = p
+            .get("power_cycle")
+            .and_then(|f| cx.parsed(&f, check_http_url));
         profiles.insert(
             entry.name.to_string(),
             Profile {
@@ -2202,6 +2209,7 @@ fn read_profiles(
                 bios_file,
                 efi_file,
                 arm64_file,
+                power_cycle,
             },
         );
     }
@@ -2813,6 +2821,22 @@ mod tests {
                 .any(|e| e.contains("invalid IPv4 address \"10.0.0.300\"")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn power_cycle_is_an_http_url() {
+        let ok = format!(
+            "{SERVER}[profiles.x]\nscript = \"x.ipxe\"\npower_cycle = \"http://10.0.0.5:9000/cycle\"\n"
+        );
+        let c = parse(&ok).expect("valid");
+        assert_eq!(
+            c.profiles.get("x").and_then(|p| p.power_cycle.as_deref()),
+            Some("http://10.0.0.5:9000/cycle")
+        );
+        let bad = format!(
+            "{SERVER}[profiles.x]\nscript = \"x.ipxe\"\npower_cycle = \"ftp://10.0.0.5/cycle\"\n"
+        );
+        assert_eq!(where_(&bad), ["t.toml:5:15: profiles.x.power_cycle"]);
     }
 
     #[test]

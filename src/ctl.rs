@@ -26,6 +26,9 @@ pub enum CtlError {
     Refused { status: u16, message: String },
     #[error("{0}")]
     Usage(String),
+    /// `reprovision --wait`: some nodes did not get to running (the table was printed).
+    #[error("{0}")]
+    Unfinished(String),
 }
 
 /// The socket to use: the flag or env, else the production path, else the local one.
@@ -61,8 +64,18 @@ impl Client {
         self.send("GET", path, &Value::Null).await
     }
 
-    /// Any method with an optional JSON body; a 4xx/5xx becomes `Refused`.
-    pub async fn send(&self, method: &str, path: &str, body: &Value) -> Result<Value, CtlError> {
+    /// The socket this client talks to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sends one request and returns the answer with its body unread (event streams).
+    pub async fn open(
+        &self,
+        method: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, CtlError> {
         let io = |e: &dyn std::fmt::Display| CtlError::Io {
             path: self.path.clone(),
             detail: e.to_string(),
@@ -93,7 +106,16 @@ impl Client {
             .header("content-type", "application/json")
             .body(Full::new(payload))
             .map_err(|e| io(&e))?;
-        let resp = sender.send_request(req).await.map_err(|e| io(&e))?;
+        sender.send_request(req).await.map_err(|e| io(&e))
+    }
+
+    /// Any method with an optional JSON body; a 4xx/5xx becomes `Refused`.
+    pub async fn send(&self, method: &str, path: &str, body: &Value) -> Result<Value, CtlError> {
+        let io = |e: &dyn std::fmt::Display| CtlError::Io {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        };
+        let resp = self.open(method, path, body).await?;
         let status = resp.status();
         let bytes = resp
             .into_body()
@@ -247,31 +269,90 @@ impl Output {
         ] {
             println!("{:<12} {}", format!("{key}:"), s(v, key));
         }
-        let rows: Vec<Vec<String>> = v
+        let history = v
             .get("history")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let visits = crate::watch::timeline(&history, std::time::SystemTime::now());
+        let rows: Vec<Vec<String>> = visits
+            .iter()
+            .map(|t| {
+                vec![
+                    t.at.clone(),
+                    t.phase.clone(),
+                    t.progress.clone(),
+                    crate::watch::spent_text(t),
+                    t.source.clone(),
+                    t.message.clone(),
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            println!();
+            println!("timeline:");
+            table(
+                &[
+                    "SINCE",
+                    "PHASE",
+                    "PROGRESS",
+                    "TIME IN PHASE",
+                    "SOURCE",
+                    "MESSAGE",
+                ],
+                &rows,
+            );
+        }
+        if let Some((start, end, took)) = crate::watch::last_deployment(&visits) {
+            println!();
+            println!(
+                "last deployment: {} ({} at {} to {} at {})",
+                crate::lifecycle::deadline::human(took),
+                start.phase,
+                start.at,
+                end.phase,
+                end.at
+            );
+        }
+    }
+
+    /// `bootctl groups`.
+    pub fn groups(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        let rows: Vec<Vec<String>> = v
+            .get("groups")
             .and_then(Value::as_array)
             .map(|a| {
                 a.iter()
-                    .map(|h| {
+                    .map(|g| {
+                        let nodes = g
+                            .get("nodes")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default();
+                        let live = nodes
+                            .iter()
+                            .filter(|n| {
+                                matches!(
+                                    n.get("phase").and_then(Value::as_str),
+                                    Some("running" | "clustered")
+                                )
+                            })
+                            .count();
                         vec![
-                            s(h, "at"),
-                            s(h, "from"),
-                            s(h, "to"),
-                            format!("{}%", s(h, "progress")),
-                            s(h, "source"),
-                            s(h, "message"),
+                            s(g, "name"),
+                            s(g, "profile"),
+                            s(g, "state"),
+                            format!("{live}/{}", nodes.len()),
+                            s(g, "reason"),
                         ]
                     })
                     .collect()
             })
             .unwrap_or_default();
-        if !rows.is_empty() {
-            println!();
-            table(
-                &["AT", "FROM", "TO", "PROGRESS", "SOURCE", "MESSAGE"],
-                &rows,
-            );
-        }
+        table(&["GROUP", "PROFILE", "STATE", "RUNNING", "REASON"], &rows);
     }
 
     /// Answers of node add/set/rm.

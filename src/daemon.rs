@@ -144,6 +144,7 @@ async fn serve(path: Option<PathBuf>) -> Result<(), String> {
     services.spawn(&app, &mut tasks);
     tasks.spawn(log_exit("relay", crate::relay::serve(app.clone())));
     tasks.spawn(log_exit("health", crate::health::serve(app.clone())));
+    tasks.spawn(log_exit("lifecycle", crate::lifecycle::serve(app.clone())));
     tasks.spawn(log_exit("watchdog", {
         let app = app.clone();
         async move {

@@ -46,6 +46,41 @@ enum Command {
     },
     /// Re-read the config file (an invalid one is refused and the old one kept).
     Reload,
+    /// Reinstall nodes: new callback token, one-shot install profile, server_requested,
+    /// and the profile's power_cycle hook.
+    Reprovision {
+        /// Nodes by MAC.
+        #[arg(required_unless_present_any = ["group", "all"], conflicts_with_all = ["group", "all"])]
+        macs: Vec<String>,
+        /// Every node of a group.
+        #[arg(long, conflicts_with = "all")]
+        group: Option<String>,
+        /// Every node.
+        #[arg(long)]
+        all: bool,
+        /// Install this profile instead of each node's own (or its group's).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Follow the nodes until all are running; exit 1 if any fails or times out.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: per-node limit, e.g. 45m.
+        #[arg(long, requires = "wait", value_parser = duration)]
+        timeout: Option<std::time::Duration>,
+        /// With --wait: limit of the whole wait.
+        #[arg(long, requires = "wait", value_parser = duration, default_value = "2h")]
+        overall_timeout: std::time::Duration,
+    },
+    /// Follow phase changes live (reconnects when bootd restarts; Ctrl-C ends it).
+    Watch {
+        /// Only this node.
+        mac: Option<String>,
+        /// Only this group's nodes.
+        #[arg(long, conflicts_with = "mac")]
+        group: Option<String>,
+    },
+    /// Groups with their state (in_progress, completed, clustered, timeout, error).
+    Groups,
     /// Hardware inventories: one node's latest, or every discovered machine that reported.
     Hardware { mac: Option<String> },
     /// Upstream relay: backlog, failures and dead letters per upstream.
@@ -167,6 +202,10 @@ impl NodeFields {
     }
 }
 
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (try 45m, 90s, 1h)"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Output { json: cli.json };
@@ -258,6 +297,28 @@ fn main() -> ExitCode {
                     .await
                     .map(|v| out.phase(&v))
             }
+            Command::Reprovision {
+                macs,
+                group,
+                all,
+                profile,
+                wait,
+                timeout,
+                overall_timeout,
+            } => {
+                let body = json!({ "macs": macs, "group": group, "all": all, "profile": profile });
+                let wait = wait.then(|| bootd::watch::WaitOptions {
+                    per_node: timeout,
+                    overall: overall_timeout,
+                    display: bootd::watch::Display::pick(out.json),
+                });
+                bootd::watch::reprovision(&client, &body, wait, out.json).await
+            }
+            Command::Watch { mac, group } => {
+                let filter = bootd::watch::WatchFilter { mac, group };
+                bootd::watch::watch(&client, filter, out.json).await
+            }
+            Command::Groups => client.get("/api/v1/groups").await.map(|v| out.groups(&v)),
             Command::Reload => client
                 .send("POST", "/api/v1/reload", &Value::Null)
                 .await

@@ -53,7 +53,7 @@ fn parse_mac(text: &str) -> Result<MacAddr, Response<Body>> {
         .map_err(|e| error_response(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
-fn registry_error(e: RegistryError) -> Response<Body> {
+pub(super) fn registry_error(e: RegistryError) -> Response<Body> {
     let status = match &e {
         RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
         RegistryError::Exists(_) => StatusCode::CONFLICT,

@@ -4,7 +4,9 @@
 mod api;
 mod assets;
 mod boot;
+mod events;
 mod hardware;
+mod lifecycle;
 mod response;
 mod router;
 

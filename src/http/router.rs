@@ -2,7 +2,7 @@
 //! once, then matched by segments; admin routes answer only on the control socket.
 
 use super::response::{error_response, text_response, Body};
-use super::{api, assets, boot, hardware};
+use super::{api, assets, boot, events, hardware, lifecycle};
 use crate::app::App;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -139,6 +139,10 @@ async fn route(
         (&Method::POST, ["api", "v1", "nodes", mac, "phase"]) => {
             ("phase", api::post_phase(app, req, caller, mac).await)
         }
+        (&Method::GET, ["api", "v1", "events"]) => {
+            ("events", events::stream(app, req.uri().query()))
+        }
+        (&Method::GET, ["api", "v1", "groups"]) => ("groups", lifecycle::groups(app)),
         // Admin routes: control socket only.
         (_, ["api", "v1", ..]) if !caller.is_admin() && is_admin_route(&method, segs) => (
             "forbidden",
@@ -157,6 +161,10 @@ async fn route(
             ("node_rm", api::remove_node(app, caller, mac).await)
         }
         (&Method::POST, ["api", "v1", "reload"]) => ("reload", api::reload(app, caller).await),
+        (&Method::POST, ["api", "v1", "reprovision"]) => (
+            "reprovision",
+            lifecycle::reprovision(app, req, caller).await,
+        ),
         (&Method::POST, ["api", "v1", "nodes", mac, "adopt"]) => {
             ("node_adopt", api::adopt_node(app, req, caller, mac).await)
         }
@@ -182,6 +190,7 @@ fn is_admin_route(method: &Method, segs: &[&str]) -> bool {
             | (&Method::PATCH, ["api", "v1", "nodes", _])
             | (&Method::DELETE, ["api", "v1", "nodes", _])
             | (&Method::POST, ["api", "v1", "reload"])
+            | (&Method::POST, ["api", "v1", "reprovision"])
             | (&Method::POST, ["api", "v1", "nodes", _, "adopt"])
             | (&Method::GET, ["api", "v1", "relay"])
             | (&Method::POST, ["api", "v1", "relay", _])

@@ -6,7 +6,9 @@ mod backoff;
 pub mod client;
 pub mod sign;
 
-pub use backoff::{backoff, judge, Outcome, Verdict, BACKOFF_CAP, MAX_REJECTED_ATTEMPTS};
+pub use backoff::{
+    backoff, judge, random_unit, Outcome, Verdict, BACKOFF_CAP, MAX_REJECTED_ATTEMPTS,
+};
 pub use client::{Answer, HttpClient};
 pub use sign::{Secret, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 

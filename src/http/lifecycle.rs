@@ -1,0 +1,44 @@
+//! The lifecycle routes: `GET /api/v1/groups` (state of every group) and the admin
+//! `POST /api/v1/reprovision` (control socket only).
+
+use super::api::{read_json, registry_error};
+use super::response::{error_response, json_response, Body};
+use super::router::Caller;
+use crate::app::App;
+use crate::lifecycle::reprovision::{self, ReprovisionError};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use std::sync::Arc;
+
+/// Largest reprovision body (a list of MACs).
+const MAX_BODY: usize = 1024 * 1024;
+
+/// `GET /api/v1/groups`.
+pub fn groups(app: &Arc<App>) -> Response<Body> {
+    json_response(StatusCode::OK, &crate::lifecycle::groups::overview(app))
+}
+
+/// `POST /api/v1/reprovision` (control socket): `{"macs": [...]}` | `{"group": G}` |
+/// `{"all": true}`, with an optional `"profile"`.
+pub async fn reprovision(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    caller: &Caller,
+) -> Response<Body> {
+    let body: reprovision::Request = match read_json(req, MAX_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match reprovision::run(app, body, &caller.operator()).await {
+        Ok(v) => json_response(StatusCode::OK, &v),
+        Err(ReprovisionError::BadRequest(e)) => error_response(StatusCode::BAD_REQUEST, e),
+        Err(e @ ReprovisionError::NotFound(_)) => {
+            error_response(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Err(ReprovisionError::Registry { mac, source }) => {
+            let r = registry_error(source);
+            tracing::warn!(%mac, "reprovision stopped at this node");
+            r
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! Groups: when every member of a group is `running`, its `on_complete` hook is POSTed
+//! (signed, retried with backoff); a 2xx makes every member `clustered` (source `group`).
+
+use super::hook;
+use crate::app::App;
+use crate::config::{Config, Group};
+use crate::mac::MacAddr;
+use crate::nodes::{Node, Phase, PhaseRequest, RegistryError};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::task::JoinSet;
+
+/// Attempts of one `on_complete` delivery before the group shows an error.
+pub const HOOK_ATTEMPTS: u32 = 5;
+/// How often groups are re-evaluated without an event (reloads, restarts, lags).
+const RESCAN: Duration = Duration::from_secs(5);
+
+/// Where a group's `on_complete` hook stands.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HookState {
+    /// Not sent for the current completion.
+    #[default]
+    Idle,
+    /// Being delivered; the attempt under way and the last failure.
+    Sending {
+        attempt: u32,
+        last_error: Option<String>,
+    },
+    /// Accepted (2xx); members were made `clustered`.
+    Delivered,
+    /// Every attempt failed; shown until the group leaves completion.
+    Failed(String),
+}
+
+/// A group's state as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupState {
+    InProgress,
+    Completed,
+    Clustered,
+    Timeout,
+    Error,
+}
+
+/// The hook state of every group.
+#[derive(Default)]
+pub struct Board {
+    hooks: Mutex<HashMap<String, HookState>>,
+}
+
+impl Board {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HookState>> {
+        self.hooks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The hook state of one group.
+    pub fn get(&self, group: &str) -> HookState {
+        self.lock().get(group).cloned().unwrap_or_default()
+    }
+
+    fn set(&self, group: &str, state: HookState) {
+        self.lock().insert(group.to_string(), state);
+    }
+}
+
+fn is_live(p: &Phase) -> bool {
+    matches!(p, Phase::Running | Phase::Clustered)
+}
+
+/// A group's state and the reason behind it, from its members and its hook.
+pub fn group_state(members: &[&Node], hook: &HookState, has_hook: bool) -> (GroupState, String) {
+    if members.is_empty() {
+        return (GroupState::InProgress, "the group has no nodes".into());
+    }
+    let stuck: Vec<&&Node> = members
+        .iter()
+        .filter(|n| n.phase == Phase::Timeout)
+        .collect();
+    if let Some(first) = stuck.first() {
+        return (
+            GroupState::Timeout,
+            format!(
+                "{} of {} timed out; {}: {}",
+                stuck.len(),
+                members.len(),
+                first.mac,
+                first.message
+            ),
+        );
+    }
+    if let Some(n) = members.iter().find(|n| n.phase == Phase::Failed) {
+        return (
+            GroupState::Error,
+            format!("{} failed: {}", n.mac, n.message),
+        );
+    }
+    if members.iter().all(|n| n.phase == Phase::Clustered) {
+        return (GroupState::Clustered, "on_complete accepted".into());
+    }
+    let live = members.iter().filter(|n| is_live(&n.phase)).count();
+    if live < members.len() {
+        return (
+            GroupState::InProgress,
+            format!("{live} of {} running", members.len()),
+        );
+    }
+    match hook {
+        HookState::Failed(why) => (GroupState::Error, format!("on_complete failed: {why}")),
+        HookState::Sending {
+            attempt,
+            last_error,
+        } => (
+            GroupState::Completed,
+            match last_error {
+                Some(e) => format!("on_complete attempt {attempt} of {HOOK_ATTEMPTS} (last: {e})"),
+                None => format!("on_complete attempt {attempt} of {HOOK_ATTEMPTS}"),
+            },
+        ),
+        _ if !has_hook => (
+            GroupState::Completed,
+            "every node is running; the group has no on_complete hook".into(),
+        ),
+        _ => (GroupState::Completed, "every node is running".into()),
+    }
+}
+
+/// The members of a group, ordered by MAC.
+fn members<'a>(nodes: &'a [Node], group: &str) -> Vec<&'a Node> {
+    nodes
+        .iter()
+        .filter(|n| n.group.as_deref() == Some(group))
+        .collect()
+}
+
+/// `GET /api/v1/groups`: every configured group with its members, state and reason.
+pub fn overview(app: &App) -> Value {
+    let cfg = app.config();
+    let nodes = app.registry.list();
+    let groups: Vec<Value> = cfg
+        .groups
+        .iter()
+        .map(|(name, g)| {
+            let m = members(&nodes, name);
+            let hook = app.lifecycle.groups.get(name);
+            let (state, reason) = group_state(&m, &hook, g.on_complete.is_some());
+            json!({
+                "name": name,
+                "profile": g.profile,
+                "on_complete": g.on_complete,
+                "state": state,
+                "reason": reason,
+                "nodes": m.iter().map(|n| json!({
+                    "mac": n.mac,
+                    "hostname": n.hostname,
+                    "phase": n.phase,
+                    "progress": n.progress,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "groups": groups })
+}
+
+/// Watches the event stream and fires hooks for groups that just completed.
+pub async fn serve(app: Arc<App>) -> Result<(), String> {
+    let mut events = app.registry.subscribe();
+    let mut tick = tokio::time::interval(RESCAN);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut hooks = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => break,
+            ev = events.recv() => match ev {
+                Ok(ev) if ev.group.is_none() => continue,
+                Ok(_) | Err(RecvError::Lagged(_)) => {
+                    // Events come in bursts; one evaluation covers all that are queued.
+                    while let Ok(_) | Err(TryRecvError::Lagged(_)) = events.try_recv() {}
+                }
+                Err(RecvError::Closed) => break,
+            },
+            _ = tick.tick() => {}
+            Some(_) = hooks.join_next() => {}
+        }
+        evaluate(&app, &mut hooks);
+    }
+    hooks.abort_all();
+    Ok(())
+}
+
+/// Starts the hook of every group whose members are all running (some not clustered yet),
+/// and forgets a past hook outcome once a group leaves completion.
+fn evaluate(app: &Arc<App>, hooks: &mut JoinSet<()>) {
+    let cfg = app.config();
+    let nodes = app.registry.list();
+    for (name, group) in &cfg.groups {
+        let m = members(&nodes, name);
+        let all_live = !m.is_empty() && m.iter().all(|n| is_live(&n.phase));
+        let any_running = m.iter().any(|n| n.phase == Phase::Running);
+        let board = &app.lifecycle.groups;
+        match board.get(name) {
+            HookState::Sending { .. } => {}
+            HookState::Failed(_) | HookState::Delivered if !all_live => {
+                board.set(name, HookState::Idle)
+            }
+            HookState::Idle | HookState::Delivered if all_live && any_running => {
+                let Some(url) = group.on_complete.clone() else {
+                    continue;
+                };
+                board.set(
+                    name,
+                    HookState::Sending {
+                        attempt: 1,
+                        last_error: None,
+                    },
+                );
+                hooks.spawn(complete(app.clone(), name.clone(), group.clone(), url));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The hook body: the group and its members as they are now.
+fn payload(cfg: &Config, name: &str, group: &Group, nodes: &[&Node]) -> Value {
+    json!({
+        "event": "group_complete",
+        "group": name,
+        "profile": group.profile,
+        "public_url": cfg.server.public_url,
+        "at": crate::store::now_rfc3339(),
+        "nodes": nodes.iter().map(|n| json!({
+            "mac": n.mac,
+            "hostname": n.hostname,
+            "ip": n.ip,
+            "provider_id": n.provider_id,
+            "profile": n.profile,
+            "phase": n.phase,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Delivers one completion: up to `HOOK_ATTEMPTS` POSTs with backoff, then `clustered`
+/// for every member still running, or the group's error.
+async fn complete(app: Arc<App>, name: String, group: Group, url: String) {
+    let board = &app.lifecycle.groups;
+    let client = match hook::client() {
+        Ok(c) => c,
+        Err(e) => {
+            board.set(&name, HookState::Failed(e));
+            return;
+        }
+    };
+    let cfg = app.config();
+    let secret = hook::secret(&cfg);
+    let nodes = app.registry.list();
+    let body = payload(&cfg, &name, &group, &members(&nodes, &name));
+    let mut last = String::new();
+    for attempt in 1..=HOOK_ATTEMPTS {
+        board.set(
+            &name,
+            HookState::Sending {
+                attempt,
+                last_error: (attempt > 1).then(|| last.clone()),
+            },
+        );
+        match hook::post(&client, &url, secret.as_ref(), "group_complete", &body).await {
+            Ok(status) => {
+                tracing::info!(group = %name, %url, status, attempt, "on_complete accepted");
+                cluster(&app, &name, status).await;
+                board.set(&name, HookState::Delivered);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(group = %name, %url, attempt, "on_complete failed: {e}");
+                last = e;
+            }
+        }
+        if attempt < HOOK_ATTEMPTS {
+            let delay = crate::relay::backoff(attempt, crate::relay::random_unit());
+            tokio::select! {
+                _ = app.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+    let why = format!("{url}: {last} after {HOOK_ATTEMPTS} attempts");
+    tracing::error!(group = %name, "group hook gave up: {why}");
+    board.set(&name, HookState::Failed(why));
+}
+
+/// Moves every running member to `clustered`.
+async fn cluster(app: &App, name: &str, status: u16) {
+    let macs: Vec<MacAddr> = app
+        .registry
+        .list()
+        .into_iter()
+        .filter(|n| n.group.as_deref() == Some(name) && n.phase == Phase::Running)
+        .map(|n| n.mac)
+        .collect();
+    for mac in macs {
+        let req = PhaseRequest {
+            to: Phase::Clustered,
+            progress: None,
+            message: format!("group {name} formed (on_complete answered HTTP {status})"),
+            source: "group".into(),
+            force: false,
+        };
+        match app.registry.transition(mac, req).await {
+            Ok(_) | Err(RegistryError::Transition(_)) | Err(RegistryError::NotFound(_)) => {}
+            Err(e) => tracing::warn!(%mac, group = %name, error = %e, "cannot mark clustered"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nodes::Origin;
+
+    fn node(last: u8, phase: Phase) -> Node {
+        let mut n = Node::new(MacAddr([0x52, 0x54, 0, 0, 0, last]), Origin::Config);
+        n.phase = phase;
+        n.message = "m".into();
+        n
+    }
+
+    fn state(phases: &[Phase], hook: HookState) -> (GroupState, String) {
+        let nodes: Vec<Node> = phases
+            .iter()
+            .enumerate()
+            .map(|(i, p)| node(i as u8, p.clone()))
+            .collect();
+        let refs: Vec<&Node> = nodes.iter().collect();
+        group_state(&refs, &hook, true)
+    }
+
+    #[test]
+    fn states_follow_members_and_hook() {
+        use Phase::*;
+        assert_eq!(
+            state(&[Running, Installing, Running], HookState::Idle),
+            (GroupState::InProgress, "2 of 3 running".into())
+        );
+        assert_eq!(
+            state(&[Running, Running], HookState::Idle).0,
+            GroupState::Completed
+        );
+        assert_eq!(
+            state(&[Running, Clustered], HookState::Failed("HTTP 500".into())),
+            (GroupState::Error, "on_complete failed: HTTP 500".into())
+        );
+        assert_eq!(
+            state(&[Clustered, Clustered], HookState::Delivered).0,
+            GroupState::Clustered
+        );
+        let (s, why) = state(&[Running, Timeout], HookState::Idle);
+        assert_eq!(s, GroupState::Timeout);
+        assert!(
+            why.starts_with("1 of 2 timed out; 52:54:00:00:00:01: m"),
+            "{why}"
+        );
+        assert_eq!(
+            state(&[Failed, Running], HookState::Idle).0,
+            GroupState::Error
+        );
+        assert_eq!(state(&[], HookState::Idle).0, GroupState::InProgress);
+        let (s, why) = state(
+            &[Running],
+            HookState::Sending {
+                attempt: 2,
+                last_error: Some("HTTP 503".into()),
+            },
+        );
+        assert_eq!(s, GroupState::Completed);
+        assert!(why.contains("attempt 2 of 5 (last: HTTP 503)"), "{why}");
+    }
+}

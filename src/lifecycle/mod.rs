@@ -1,0 +1,66 @@
+//! The deployment lifecycle around the phase table: deadlines that turn stuck deployments
+//! into `timeout`, group hooks that make a formed group `clustered`, and reprovisioning.
+
+pub mod deadline;
+pub mod groups;
+pub mod hook;
+pub mod reprovision;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::nodes::Node;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Live event streams (`GET /api/v1/events`) served at once.
+pub const MAX_EVENT_STREAMS: usize = 256;
+
+/// Lifecycle state shared by the services and the API.
+#[derive(Default)]
+pub struct Lifecycle {
+    /// Where each group's `on_complete` hook stands.
+    pub groups: groups::Board,
+    streams: Arc<AtomicUsize>,
+}
+
+/// A held slot of `MAX_EVENT_STREAMS`; released on drop.
+pub struct StreamSlot(Arc<AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Lifecycle {
+    /// Takes an event-stream slot, or None when `MAX_EVENT_STREAMS` are open.
+    pub fn stream_slot(&self) -> Option<StreamSlot> {
+        let taken = self
+            .streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_EVENT_STREAMS).then_some(n + 1)
+            });
+        taken.ok().map(|_| StreamSlot(self.streams.clone()))
+    }
+}
+
+/// The profile a node installs with: its own, else its group's, else the default
+/// (unlike `boot::select`, a local-boot setting does not count: this is what a
+/// reprovision installs and what a deployment's deadline is read from).
+pub fn install_profile(node: &Node, cfg: &Config) -> String {
+    node.profile
+        .clone()
+        .or_else(|| {
+            node.group
+                .as_ref()
+                .and_then(|g| cfg.groups.get(g))
+                .and_then(|g| g.profile.clone())
+        })
+        .unwrap_or_else(|| cfg.boot.default_profile.clone())
+}
+
+/// The lifecycle service: the deadline watcher and the group hooks, until shutdown.
+pub async fn serve(app: Arc<App>) -> Result<(), String> {
+    let (d, g) = tokio::join!(deadline::serve(app.clone()), groups::serve(app));
+    d.and(g)
+}
