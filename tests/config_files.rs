@@ -83,7 +83,10 @@ fn full_mode_example_parses() {
     assert_eq!(second, Some(("52:54:00:12:34:57".to_string(), 2)));
     // Relative paths are resolved against the file's directory.
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    assert_eq!(c.server.templates_dir, dir.join("../../boot-assets/templates"));
+    assert_eq!(
+        c.server.templates_dir,
+        dir.join("../../boot-assets/templates")
+    );
     let secret = c.upstream.first().and_then(|u| u.secret_file.clone());
     assert_eq!(secret, Some(dir.join("cluster-manager.secret")));
 }

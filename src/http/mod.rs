@@ -4,6 +4,8 @@
 mod api;
 mod assets;
 mod boot;
+pub mod events;
+mod monitoring;
 mod response;
 mod router;
 

@@ -2,7 +2,7 @@
 //! once, then matched by segments; admin routes answer only on the control socket.
 
 use super::response::{error_response, text_response, Body};
-use super::{api, assets, boot};
+use super::{api, assets, boot, events, monitoring};
 use crate::app::App;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -123,6 +123,10 @@ async fn route(
         ),
         (&Method::GET | &Method::HEAD, ["assets", rest @ ..]) if !rest.is_empty() => {
             ("assets", assets::serve(app, &req, &rest.join("/")).await)
+        }
+        (&Method::GET, ["monitoring"]) => ("monitoring", monitoring::page()),
+        (&Method::GET, ["api", "v1", "events"]) => {
+            ("events", events::stream(app, req.uri().query()).await)
         }
         (&Method::GET, ["api", "v1", "status"]) => ("status", api::status(app)),
         (&Method::GET, ["api", "v1", "nodes"]) => ("nodes", api::list_nodes(app)),
