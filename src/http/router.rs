@@ -124,7 +124,7 @@ async fn route(
         (&Method::GET | &Method::HEAD, ["assets", rest @ ..]) if !rest.is_empty() => {
             ("assets", assets::serve(app, &req, &rest.join("/")).await)
         }
-        (&Method::GET, ["monitoring"]) => ("monitoring", monitoring::page()),
+        (&Method::GET | &Method::HEAD, ["monitoring"]) => ("monitoring", monitoring::page()),
         (&Method::GET, ["api", "v1", "events"]) => {
             ("events", events::stream(app, req.uri().query()).await)
         }
