@@ -487,6 +487,18 @@ fn page_shows_the_fleet_live_in_headless_chromium() {
     assert_eq!(r["cells"][6], evil, "{r}");
     assert_eq!(r["imgs"], 0, "node text became markup: {r}");
     assert_ne!(page.eval("document.title").expect("title"), "owned");
+    // A hardware report (the normalized inventory) becomes one line.
+    let hw = page
+        .eval(
+            "hwSummary({vendor: 'QEMU', product: 'Standard PC', cpus: {model: 'x', cores: 4, threads: 8}, \
+             memory: {total_bytes: 8589934592}, disks: [{size_bytes: 21474836480}], nics: [{}, {}]})",
+        )
+        .expect("hwSummary");
+    assert_eq!(
+        hw,
+        "QEMU Standard PC · 8 CPU · 8.0 GiB · 1 disk 20.0 GiB · 2 NIC"
+    );
+    assert_eq!(page.eval("hwSummary(null)").expect("hwSummary"), "");
     // Counts per phase at the top.
     let counts = page
         .eval("Object.fromEntries(Array.from(document.querySelectorAll('#counts .chip[data-phase]'), b => [b.dataset.phase, Number(b.querySelector('b').textContent)]))")
@@ -642,6 +654,21 @@ fn page_shows_the_fleet_live_in_headless_chromium() {
     )
     .expect("trouble first");
     save_screenshot(&mut page, "monitoring.png");
+
+    // Dark mode follows the system setting.
+    let light_bg = page
+        .eval("getComputedStyle(document.body).backgroundColor")
+        .expect("background");
+    page.call(
+        "Emulation.setEmulatedMedia",
+        json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
+    )
+    .expect("emulate dark mode");
+    let dark_bg = page
+        .eval("getComputedStyle(document.body).backgroundColor")
+        .expect("background");
+    assert_ne!(light_bg, dark_bg, "no dark palette");
+    save_screenshot(&mut page, "monitoring-dark.png");
 }
 
 fn save_screenshot(page: &mut common::cdp::Page, name: &str) {
