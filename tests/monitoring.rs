@@ -685,3 +685,125 @@ fn save_screenshot(page: &mut common::cdp::Page, name: &str) {
         png.len()
     );
 }
+
+/// Metric names a scrape of bootd can show, with the series suffixes of their type.
+fn exported_series(exposition: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in exposition.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let mut it = rest.split_whitespace();
+        let (Some(name), Some(kind)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let series: Vec<String> = match kind {
+            "counter" => vec![format!("{name}_total")],
+            "histogram" => ["_bucket", "_sum", "_count"]
+                .iter()
+                .map(|s| format!("{name}{s}"))
+                .collect(),
+            _ => vec![name.to_string()],
+        };
+        out.insert(name.to_string(), series);
+    }
+    out
+}
+
+#[test]
+fn grafana_dashboard_uses_the_metrics_bootd_exports() {
+    // Every family, the DHCP ones included (the daemon registers those only with DHCP on).
+    let metrics = bootd::metrics::Metrics::new();
+    let dhcp = bootd::dhcp::Metrics::new();
+    let tftp = bootd::tftp::Metrics::new();
+    metrics.with_registry(|r| dhcp.register(r));
+    metrics.with_registry(|r| tftp.register(r));
+    let text = metrics.render(&Default::default(), 1);
+    let families = exported_series(&text);
+    let known: std::collections::BTreeSet<&str> =
+        families.values().flatten().map(String::as_str).collect();
+
+    // And a real daemon's scrape has the same names.
+    let d = Daemon::start(NODES);
+    let (code, scrape) = d.curl(&[], "/metrics");
+    assert_eq!(code, 200);
+    for name in exported_series(&scrape).keys() {
+        assert!(
+            families.contains_key(name),
+            "{name} missing from the library registry"
+        );
+    }
+    assert!(
+        scrape.contains("bootd_nodes{phase=\"known\"} 2"),
+        "{scrape}"
+    );
+
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/grafana-dashboard.json");
+    let dash: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("dashboard"))
+        .expect("dashboard JSON");
+    let mut exprs = Vec::new();
+    fn collect(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v) {
+                        ("expr" | "definition", Value::String(s)) => out.push(s.clone()),
+                        _ => collect(v, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| collect(v, out)),
+            _ => {}
+        }
+    }
+    collect(&dash, &mut exprs);
+    assert!(exprs.len() > 20, "only {} queries", exprs.len());
+    let mut used = std::collections::BTreeSet::new();
+    for e in &exprs {
+        let mut rest = e.as_str();
+        while let Some(i) = rest.find("bootd_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                known.contains(name.as_str()),
+                "{name} (in `{e}`) is not a bootd series"
+            );
+            used.insert(name.clone());
+            rest = &rest[i + name.len()..];
+        }
+    }
+    // Every family bootd exports has a panel.
+    for (family, series) in &families {
+        assert!(
+            series.iter().any(|s| used.contains(s)),
+            "no panel shows {family}"
+        );
+    }
+    // Panels do not overlap on Grafana's 24-column grid.
+    let mut cells = std::collections::HashSet::new();
+    for p in dash["panels"].as_array().expect("panels") {
+        let g = &p["gridPos"];
+        let (x, y, w, h) = (
+            g["x"].as_u64(),
+            g["y"].as_u64(),
+            g["w"].as_u64(),
+            g["h"].as_u64(),
+        );
+        let (Some(x), Some(y), Some(w), Some(h)) = (x, y, w, h) else {
+            panic!("panel without gridPos: {p}");
+        };
+        assert!(x + w <= 24, "panel wider than the grid: {}", p["title"]);
+        for cx in x..x + w {
+            for cy in y..y + h {
+                assert!(
+                    cells.insert((cx, cy)),
+                    "panels overlap at {cx},{cy}: {}",
+                    p["title"]
+                );
+            }
+        }
+    }
+}
