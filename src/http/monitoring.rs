@@ -26,12 +26,12 @@ fn policy() -> &'static str {
 fn inline_hashes(page: &str, open: &str, close: &str) -> String {
     let mut out = Vec::new();
     let mut rest = page;
-    while let Some(start) = rest.find(open) {
-        let body = &rest[start + open.len()..];
-        let Some(end) = body.find(close) else { break };
-        let digest = Sha256::digest(body[..end].as_bytes());
-        out.push(format!("'sha256-{}'", base64(&digest)));
-        rest = &body[end + close.len()..];
+    while let Some((_, after)) = rest.split_once(open) {
+        let Some((block, tail)) = after.split_once(close) else {
+            break;
+        };
+        out.push(format!("'sha256-{}'", base64(&Sha256::digest(block))));
+        rest = tail;
     }
     if out.is_empty() {
         "'none'".to_string()
