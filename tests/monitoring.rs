@@ -397,7 +397,7 @@ fn page_shows_the_fleet_live_in_headless_chromium() {
         "{} is not installed: tests/run-all.sh installs Debian's chromium",
         chromium_binary()
     );
-    let d = Daemon::start(&fleet_config());
+    let mut d = Daemon::start(&fleet_config());
     // A fleet in every kind of state before the page opens.
     set_phase(&d, &fleet_mac(0), "installing", Some(55), "unpacking");
     set_phase(&d, &fleet_mac(1), "running", None, "");
@@ -669,6 +669,28 @@ fn page_shows_the_fleet_live_in_headless_chromium() {
         .expect("background");
     assert_ne!(light_bg, dark_bg, "no dark palette");
     save_screenshot(&mut page, "monitoring-dark.png");
+
+    // A restart drops the stream: the page says so, reconnects, and re-reads the list, so
+    // a change it could not hear about still shows.
+    let lists = "performance.getEntriesByType('resource').filter(e => e.name.endsWith('/api/v1/nodes')).length";
+    let before = page.eval(lists).expect("list reads").as_u64().unwrap_or(0);
+    assert_eq!(d.stop(), Some(0), "{}", d.log_text());
+    page.wait_until(
+        "document.getElementById('conn').textContent !== 'live'",
+        Duration::from_secs(5),
+    )
+    .expect("the page notices the lost stream");
+    d.spawn(&[]);
+    let mac = fleet_mac(999);
+    set_phase(&d, &mac, "failed", None, "while you were away");
+    page.wait_until(
+        &format!(
+            "document.getElementById('conn').textContent === 'live' && {lists} > {before} && \
+             document.querySelector('#nodes tr[data-mac=\"{mac}\"]').dataset.phase === 'failed'"
+        ),
+        Duration::from_secs(15),
+    )
+    .expect("reconnected, list re-read, change shown");
 }
 
 fn save_screenshot(page: &mut common::cdp::Page, name: &str) {
