@@ -303,6 +303,79 @@ impl Output {
         );
     }
 
+    /// `bootctl hardware MAC`: the inventory as a short sheet.
+    pub fn hardware(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        let inv = v.get("inventory").cloned().unwrap_or(Value::Null);
+        println!("{} (reported {})", s(v, "mac"), s(v, "at"));
+        for key in [
+            "vendor",
+            "product",
+            "serial",
+            "uuid",
+            "sku",
+            "boot_mode",
+            "secure_boot",
+        ] {
+            println!("  {:<12} {}", format!("{key}:"), s(&inv, key));
+        }
+        let cpus = inv.get("cpus").cloned().unwrap_or(Value::Null);
+        println!(
+            "  {:<12} {} ({} sockets, {} cores, {} threads)",
+            "cpu:",
+            s(&cpus, "model"),
+            s(&cpus, "sockets"),
+            s(&cpus, "cores"),
+            s(&cpus, "threads")
+        );
+        let mem = inv.get("memory").cloned().unwrap_or(Value::Null);
+        println!("  {:<12} {} bytes", "memory:", s(&mem, "total_bytes"));
+        for (what, key) in [("disks", "disks"), ("nics", "nics")] {
+            let n = inv
+                .get(key)
+                .and_then(Value::as_array)
+                .map(Vec::len)
+                .unwrap_or(0);
+            println!("  {:<12} {n}", format!("{what}:"));
+        }
+        if let Some(changes) = v
+            .get("changes")
+            .and_then(Value::as_array)
+            .filter(|c| !c.is_empty())
+        {
+            println!("  changed since the previous report:");
+            for c in changes {
+                println!("    - {}", c.as_str().unwrap_or(""));
+            }
+        }
+    }
+
+    /// `bootctl hardware`: discovered machines that reported.
+    pub fn discovered(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        let rows: Vec<Vec<String>> = v
+            .get("discovered")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|m| {
+                        vec![
+                            s(m, "mac"),
+                            s(m, "summary"),
+                            s(m, "first_seen"),
+                            s(m, "last_seen"),
+                        ]
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        table(&["MAC", "HARDWARE", "FIRST SEEN", "LAST SEEN"], &rows);
+    }
+
     /// Answer of `bootctl reload`.
     pub fn reload(&self, v: &Value) {
         if self.raw(v) {

@@ -34,7 +34,9 @@ fn init_logging() {
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.without_time().with_ansi(false).init();
     } else {
-        builder.init();
+        // Colours only for a person at a terminal, never into a file.
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        builder.with_ansi(tty).init();
     }
 }
 
@@ -52,7 +54,7 @@ pub fn check_config(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// `bootd preflight`: the checks that need no network probe yet.
+/// `bootd preflight`: every start-up check (src/preflight/), table or JSON.
 pub fn preflight(path: Option<PathBuf>, json: bool) -> ExitCode {
     crate::preflight::run(path.as_deref(), json)
 }

@@ -8,6 +8,7 @@ pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod dhcp;
+pub mod hardware;
 pub mod health;
 pub mod http;
 pub mod mac;

@@ -52,9 +52,10 @@ fn write_setup(dir: &Path, mode: Dhcp, mac: MacAddr) -> std::path::PathBuf {
     std::fs::create_dir_all(state.join("templates")).expect("mkdir");
     std::fs::write(state.join("templates/test.ipxe"), TEST_SCRIPT).expect("write");
     let dhcp = match mode {
-        Dhcp::Full => format!(
+        Dhcp::Full => {
             "mode = \"full\"\nipv6_ra = true\n[[dhcp.pools]]\nsubnet = \"10.77.0.0/24\"\nrange = [\"10.77.0.100\", \"10.77.0.199\"]\nlease_time = \"1h\"\n"
-        ),
+                .to_string()
+        }
         Dhcp::Proxy => "mode = \"proxy\"\nipv6_ra = true\n".to_string(),
     };
     let config = format!(
@@ -128,7 +129,10 @@ fn boot(firmware: Firmware, mode: Dhcp) {
     cmd.arg("run")
         .arg("--config")
         .arg(&config)
-        .env("BOOTD_LOG", "info")
+        .env(
+            "BOOTD_LOG",
+            std::env::var("BOOTD_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::null())
         .stdout(logf.try_clone().expect("log"))
         .stderr(logf);
@@ -169,6 +173,13 @@ fn boot(firmware: Firmware, mode: Dhcp) {
         node["message"].as_str().unwrap_or("").contains("guest up"),
         "{node}"
     );
+    let verbose = std::env::var_os("BOOTD_TEST_LOG").is_some();
+    for line in bootd_log
+        .lines()
+        .filter(|l| verbose || l.contains("PXE(") || l.contains("DHCP("))
+    {
+        eprintln!("  {firmware:?}/{mode:?} bootd: {line}");
+    }
     eprintln!(
         "BOOT {firmware:?} {mode:?}: {:.1} s to poweroff ({:?}), history {path:?}",
         exit.elapsed.as_secs_f64(),

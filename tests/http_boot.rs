@@ -286,9 +286,8 @@ fn cloud_init_files_and_profile_extras() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let templates = root.join("boot-assets/templates");
-    let extra = format!(
-        "[profiles.ubuntu]\nscript = \"ubuntu.ipxe\"\nconfig = \"ubuntu-user-data.yaml\"\n\n[profiles.proxmox]\nscript = \"proxmox.ipxe\"\nconfig = \"proxmox-answer.toml\"\n\n[[nodes]]\nmac = \"52:54:00:20:00:01\"\nhostname = \"u1\"\nprofile = \"ubuntu\"\n\n[[nodes]]\nmac = \"52:54:00:20:00:02\"\nhostname = \"p1\"\nprofile = \"proxmox\"\n"
-    );
+    let extra =
+        "[profiles.ubuntu]\nscript = \"ubuntu.ipxe\"\nconfig = \"ubuntu-user-data.yaml\"\n\n[profiles.proxmox]\nscript = \"proxmox.ipxe\"\nconfig = \"proxmox-answer.toml\"\n\n[[nodes]]\nmac = \"52:54:00:20:00:01\"\nhostname = \"u1\"\nprofile = \"ubuntu\"\n\n[[nodes]]\nmac = \"52:54:00:20:00:02\"\nhostname = \"p1\"\nprofile = \"proxmox\"\n";
     let state_templates = dir.path().join("state/templates");
     std::fs::create_dir_all(&state_templates).expect("mkdir");
     let status = std::process::Command::new("cp")
@@ -298,7 +297,7 @@ fn cloud_init_files_and_profile_extras() {
         .status()
         .expect("cp");
     assert!(status.success());
-    let d = Daemon::start_in(dir, &extra, &[]);
+    let d = Daemon::start_in(dir, extra, &[]);
     let (code, script) = d.curl(&[], "/boot/52:54:00:20:00:01.ipxe");
     assert_eq!(code, 200);
     assert!(

@@ -21,7 +21,8 @@ export PATH="${HOME:-/root}/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:
 PACKAGES=(
     qemu-system-x86 ipxe ovmf busybox-static file xz-utils
     dnsmasq-base atftp tftp-hpa curl iproute2 tcpdump udhcpc isc-dhcp-client kea-admin
-    sqlite3 python3 build-essential pkg-config chromium
+    sqlite3 python3 build-essential pkg-config lshw dmidecode
+    debootstrap zstd systemd chromium
 )
 APT_LOCK_WAIT_SECS=600
 APT_TRIES=3

@@ -46,6 +46,8 @@ enum Command {
     },
     /// Re-read the config file (an invalid one is refused and the old one kept).
     Reload,
+    /// Hardware inventories: one node's latest, or every discovered machine that reported.
+    Hardware { mac: Option<String> },
     /// Upstream relay: backlog, failures and dead letters per upstream.
     Relay {
         #[command(subcommand)]
@@ -93,6 +95,16 @@ enum NodeAction {
     },
     /// Remove a node and its history.
     Rm { mac: String },
+    /// Turn a discovered machine into a managed node.
+    Adopt {
+        mac: String,
+        #[arg(long)]
+        profile: String,
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        hostname: Option<String>,
+    },
 }
 
 #[derive(Args, Default)]
@@ -205,7 +217,31 @@ fn main() -> ExitCode {
                     )
                     .await
                     .map(|v| out.changed("removed", &v)),
+                NodeAction::Adopt {
+                    mac,
+                    profile,
+                    group,
+                    hostname,
+                } => {
+                    let body = json!({ "profile": profile, "group": group, "hostname": hostname });
+                    client
+                        .send(
+                            "POST",
+                            &format!("/api/v1/nodes/{}/adopt", ctl::path_mac(&mac)),
+                            &body,
+                        )
+                        .await
+                        .map(|v| out.changed("adopted", &v))
+                }
             },
+            Command::Hardware { mac: Some(mac) } => client
+                .get(&format!("/api/v1/nodes/{}/hardware", ctl::path_mac(&mac)))
+                .await
+                .map(|v| out.hardware(&v)),
+            Command::Hardware { mac: None } => client
+                .get("/api/v1/hardware/discovered")
+                .await
+                .map(|v| out.discovered(&v)),
             Command::Phase {
                 mac,
                 phase,

@@ -29,7 +29,8 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Start-up checks: config, state dir, database, ports.
+    /// Start-up checks: config, state, boot files, templates, ports, interfaces, other
+    /// DHCP servers, capabilities, upstream secrets. Exit 1 if any fails.
     Preflight {
         #[arg(long, short)]
         config: Option<PathBuf>,

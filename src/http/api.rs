@@ -169,7 +169,11 @@ pub async fn show_node(app: &Arc<App>, mac: &str) -> Response<Body> {
     let mut v = node_json(&node);
     if let Value::Object(m) = &mut v {
         m.insert("history".into(), json!(history));
-        m.insert("hardware".into(), Value::Null);
+        let hw = super::hardware::latest(app, mac);
+        m.insert(
+            "hardware".into(),
+            serde_json::to_value(hw).unwrap_or(Value::Null),
+        );
     }
     json_response(StatusCode::OK, &v)
 }
@@ -186,7 +190,8 @@ struct PhaseBody {
     hostname: Option<String>,
 }
 
-fn bearer(req: &Request<Incoming>) -> Option<String> {
+/// The token of an `Authorization: Bearer` header.
+pub fn bearer(req: &Request<Incoming>) -> Option<String> {
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme
@@ -453,5 +458,32 @@ pub async fn relay_drop(app: &Arc<App>, req: Request<Incoming>, caller: &Caller)
             format!("no pending or dead event with id {id}"),
         ),
         Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// `POST /api/v1/nodes/{mac}/adopt` (control socket): a discovered machine becomes managed.
+pub async fn adopt_node(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    caller: &Caller,
+    mac: &str,
+) -> Response<Body> {
+    let mac = match parse_mac(mac) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let patch: NodePatch = match read_json(req, SMALL_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Err(e) = check_patch(app, &patch) {
+        return error_response(StatusCode::BAD_REQUEST, e);
+    }
+    match app.registry.adopt(mac, &patch, caller.operator()).await {
+        Ok(n) => {
+            tracing::info!(%mac, operator = %caller.operator(), "discovered node adopted");
+            json_response(StatusCode::OK, &node_json(&n))
+        }
+        Err(e) => registry_error(e),
     }
 }

@@ -102,13 +102,22 @@ pub async fn render(
         .or_else(|| app.arch_of(mac))
         .unwrap_or("x86_64-efi");
     let tok = app.tokens.token(mac, node.token_gen);
-    let ctx = Context::new(
+    let mut ctx = Context::new(
         &node,
         &sel.profile,
         arch,
         tok.clone(),
         &cfg.server.public_url,
     );
+    // Inventory facts are template variables too: `{{ node.hardware.product }}`.
+    if let (serde_json::Value::Object(n), Some(hw)) =
+        (&mut ctx.node, super::hardware::latest(app, mac))
+    {
+        n.insert(
+            "hardware".into(),
+            serde_json::to_value(hw).unwrap_or_default(),
+        );
+    }
     let body = match app.templates().render(&name, &ctx) {
         Ok(b) => b,
         Err(e) => {

@@ -5,6 +5,7 @@ mod api;
 mod assets;
 mod boot;
 pub mod events;
+mod hardware;
 mod monitoring;
 mod response;
 mod router;

@@ -2,7 +2,7 @@
 //! once, then matched by segments; admin routes answer only on the control socket.
 
 use super::response::{error_response, text_response, Body};
-use super::{api, assets, boot, events, monitoring};
+use super::{api, assets, boot, events, hardware, monitoring};
 use crate::app::App;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -131,6 +131,15 @@ async fn route(
         (&Method::GET, ["api", "v1", "status"]) => ("status", api::status(app)),
         (&Method::GET, ["api", "v1", "nodes"]) => ("nodes", api::list_nodes(app)),
         (&Method::GET, ["api", "v1", "nodes", mac]) => ("node", api::show_node(app, mac).await),
+        (&Method::POST, ["api", "v1", "nodes", mac, "hardware"]) => {
+            ("hardware", hardware::post(app, req, caller, mac).await)
+        }
+        (&Method::GET, ["api", "v1", "nodes", mac, "hardware"]) => {
+            ("hardware", hardware::get(app, mac))
+        }
+        (&Method::GET, ["api", "v1", "hardware", "discovered"]) => {
+            ("hardware", hardware::discovered(app))
+        }
         (&Method::POST, ["api", "v1", "nodes", mac, "phase"]) => {
             ("phase", api::post_phase(app, req, caller, mac).await)
         }
@@ -152,6 +161,9 @@ async fn route(
             ("node_rm", api::remove_node(app, caller, mac).await)
         }
         (&Method::POST, ["api", "v1", "reload"]) => ("reload", api::reload(app, caller).await),
+        (&Method::POST, ["api", "v1", "nodes", mac, "adopt"]) => {
+            ("node_adopt", api::adopt_node(app, req, caller, mac).await)
+        }
         (&Method::GET, ["api", "v1", "relay"]) => ("relay", api::relay_overview(app).await),
         (&Method::POST, ["api", "v1", "relay", "retry"]) => {
             ("relay_retry", api::relay_retry(app, req, caller).await)
@@ -174,6 +186,7 @@ fn is_admin_route(method: &Method, segs: &[&str]) -> bool {
             | (&Method::PATCH, ["api", "v1", "nodes", _])
             | (&Method::DELETE, ["api", "v1", "nodes", _])
             | (&Method::POST, ["api", "v1", "reload"])
+            | (&Method::POST, ["api", "v1", "nodes", _, "adopt"])
             | (&Method::GET, ["api", "v1", "relay"])
             | (&Method::POST, ["api", "v1", "relay", _])
     )

@@ -206,6 +206,38 @@ impl Registry {
         Ok(node)
     }
 
+    /// Turns a discovered machine into a managed one with the given fields.
+    pub async fn adopt(
+        &self,
+        mac: MacAddr,
+        patch: &NodePatch,
+        operator: String,
+    ) -> Result<Node, RegistryError> {
+        let pending = {
+            let mut nodes = self.lock();
+            let n = nodes.get_mut(&mac).ok_or(RegistryError::NotFound(mac))?;
+            if n.origin != Origin::Discovered {
+                return Err(RegistryError::Invalid(format!("{mac} is already managed")));
+            }
+            patch.apply(n);
+            n.origin = Origin::Runtime;
+            n.updated_at = crate::store::now_rfc3339();
+            self.store.queue_node(n.to_row(), None)?
+        };
+        self.commit_or_reload(mac, pending).await?;
+        if self.get(mac).is_some_and(|n| n.phase == Phase::Discovered) {
+            let req = PhaseRequest {
+                to: Phase::Known,
+                progress: Some(0),
+                message: "adopted".into(),
+                source: operator,
+                force: false,
+            };
+            self.transition(mac, req).await?;
+        }
+        self.get(mac).ok_or(RegistryError::NotFound(mac))
+    }
+
     /// Removes a node with its history.
     pub async fn remove(&self, mac: MacAddr) -> Result<(), RegistryError> {
         let pending = {
@@ -292,7 +324,8 @@ impl Registry {
             // A repeated boot phase (iPXE's second DHCP, a re-fetched script) is not news.
             // A TFTP transfer after the offer is news within `dhcp`; a retransmit is not.
             let progress_phase = matches!(req.to, Phase::Installing | Phase::Custom(_));
-            let new_boot_step = req.to == Phase::Dhcp && req.message != node.message;
+            let new_boot_step =
+                req.to == Phase::Dhcp && req.source == "tftp" && req.message != node.message;
             if repeat && !progress_phase && !new_boot_step {
                 return Ok(Applied::Unchanged);
             }

@@ -1,12 +1,14 @@
 //! The embedded state store: one SQLite file in WAL mode, written by a single writer
 //! thread that commits concurrent writes together (group commit). Only this module writes SQL.
 
+mod hardware;
 mod leases;
 mod nodes;
 mod outbox;
 mod schema;
 mod writer;
 
+pub use hardware::{HardwareRow, HardwareSeen};
 pub use leases::LeaseRow;
 pub use nodes::{HistoryRow, NodeRow, Pending, TransitionRow};
 pub use outbox::{OutboxCounts, OutboxFilter, OutboxRow};
@@ -138,6 +140,63 @@ impl Store {
             let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
         }
     }
+}
+
+/// What a read-only look at an existing database found (for `bootd preflight`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbStatus {
+    /// The database file.
+    pub path: PathBuf,
+    /// Its schema version (`PRAGMA user_version`).
+    pub version: i64,
+}
+
+/// Checks `state_dir/bootd.db` without changing it: `Ok(None)` when there is none yet,
+/// its schema version when it is intact and not newer than this build, else the refusal
+/// `Store::open` would give.
+pub fn inspect(state_dir: &Path) -> Result<Option<DbStatus>, StoreError> {
+    let path = state_dir.join(DB_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| classify(&path, e))?;
+    conn.busy_timeout(LOCK_RETRY)?;
+    // The full check, not quick_check: preflight runs once per start on a small file.
+    let rows: Vec<String> = {
+        let mut st = conn
+            .prepare("PRAGMA integrity_check")
+            .map_err(|e| classify(&path, e))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| classify(&path, e))?;
+        rows.collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(|e| classify(&path, e))?
+    };
+    if rows.len() != 1 || rows.first().map(String::as_str) != Some("ok") {
+        return Err(StoreError::Corrupt {
+            path,
+            detail: rows.join("; "),
+        });
+    }
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path,
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < 0 {
+        return Err(StoreError::Corrupt {
+            path,
+            detail: format!("negative schema version {version}"),
+        });
+    }
+    Ok(Some(DbStatus { path, version }))
 }
 
 /// Opens one connection with the settings every bootd connection uses.

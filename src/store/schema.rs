@@ -6,7 +6,8 @@ use rusqlite::Connection;
 use std::path::Path;
 
 /// Each entry upgrades the schema from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE nodes (
     mac          TEXT PRIMARY KEY NOT NULL,
     hostname     TEXT,
@@ -72,7 +73,12 @@ CREATE TABLE outbox (
     state         TEXT NOT NULL DEFAULT 'pending'
 );
 CREATE INDEX outbox_pending ON outbox(state, upstream, node, seq);
-"#];
+"#,
+    // 2: what changed between two hardware reports, in words.
+    r#"
+ALTER TABLE hardware ADD COLUMN changes TEXT NOT NULL DEFAULT '[]';
+"#,
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use thiserror::Error;
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -34,6 +34,8 @@ use path::PathError;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Receive buffer asked for on the listening socket, so a boot storm's requests queue.
 const LISTEN_RCVBUF: usize = 4 * 1024 * 1024;
+/// Most session threads (one per core up to this).
+const SESSION_THREADS_MAX: usize = 4;
 /// Consecutive receive errors on the listener after which `serve` gives up.
 const MAX_CONSECUTIVE_RECV_ERRORS: u32 = 1000;
 
@@ -102,6 +104,9 @@ pub enum TftpError {
     /// The listening socket has no local address.
     #[error("reading the TFTP listener's local address: {0}")]
     LocalAddr(#[source] io::Error),
+    /// A session thread or its runtime could not be started.
+    #[error("starting a TFTP session thread: {0}")]
+    Runtime(#[source] io::Error),
     /// The listening socket keeps failing.
     #[error(
         "receiving on the TFTP listener failed {MAX_CONSECUTIVE_RECV_ERRORS} times in a row: {0}"
@@ -199,6 +204,7 @@ pub async fn serve(
     });
     let admission = Arc::new(Admission::default());
     let tracker = TaskTracker::new();
+    let mut pool = SessionPool::start(&shared, &tracker).map_err(TftpError::Runtime)?;
     // One byte more than the largest request, so an oversized one is seen as such.
     let mut buf = vec![0u8; MAX_REQUEST_LEN + 1];
     let mut reply = Vec::with_capacity(128);
@@ -247,7 +253,7 @@ pub async fn serve(
                             settings: current,
                             permit,
                         };
-                        tracker.spawn(session::run(transfer, Arc::clone(&shared)));
+                        pool.dispatch(transfer);
                         None
                     }
                     Err(kind) => {
@@ -265,6 +271,8 @@ pub async fn serve(
         }
     }
     tracker.close();
+    // Closing the queues lets each session thread end once its transfers are done.
+    drop(pool);
     info!(
         active = tracker.len(),
         "tftp stopped accepting, draining transfers"
@@ -281,6 +289,56 @@ pub async fn serve(
         tracker.wait().await;
     }
     Ok(())
+}
+
+/// Session threads, each with its own current-thread runtime, so a session's wake-ups
+/// never hop between workers (multi-thread runtimes cost lockstep TFTP ~20 % in
+/// round-trip latency through work-stealing wake-ups; see benches/README-tftp.md).
+struct SessionPool {
+    queues: Vec<mpsc::UnboundedSender<session::Transfer>>,
+    next: usize,
+}
+
+impl SessionPool {
+    fn start(shared: &Arc<session::Shared>, tracker: &TaskTracker) -> io::Result<SessionPool> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, SESSION_THREADS_MAX);
+        let mut queues = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let (tx, mut rx) = mpsc::unbounded_channel::<session::Transfer>();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let shared = Arc::clone(shared);
+            let tracker = tracker.clone();
+            std::thread::Builder::new()
+                .name(format!("tftp-session-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        while let Some(transfer) = rx.recv().await {
+                            tracker.spawn(session::run(transfer, Arc::clone(&shared)));
+                        }
+                        // The listener has stopped (normally or on error): stay until
+                        // every transfer has ended.
+                        tracker.close();
+                        tracker.wait().await;
+                    })
+                })?;
+            queues.push(tx);
+        }
+        Ok(SessionPool { queues, next: 0 })
+    }
+
+    /// Hands a transfer to the next session thread (round robin).
+    fn dispatch(&mut self, transfer: session::Transfer) {
+        self.next = (self.next + 1) % self.queues.len().max(1);
+        if let Some(queue) = self.queues.get(self.next) {
+            // A send fails only if that thread died; the transfer (and its permit) is
+            // dropped then, so the session count stays right.
+            let _ = queue.send(transfer);
+        }
+    }
 }
 
 /// Session counts, total and per client address.

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,18 @@ const RECV_BUF_LEN: usize = 1024;
 const MAX_BACKOFF_SHIFT: u32 = 3;
 /// Send-buffer size asked for per session, at most (the kernel caps it further).
 const SESSION_SNDBUF_MAX: usize = 4 * 1024 * 1024;
+/// UDP_SEGMENT socket option of linux/udp.h (not exported by the libc crate).
+const UDP_SEGMENT: libc::c_int = 103;
+/// Most datagrams one GSO send may carry (UDP_MAX_SEGMENTS of the kernel).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most bytes one GSO send may carry (the 64 KiB IP limit, less headers).
+const GSO_MAX_BYTES: usize = 65_000;
+/// IPv4 + UDP header bytes, for the MTU check.
+const IPV4_UDP_OVERHEAD: usize = 28;
+/// IPv6 + UDP header bytes, for the MTU check.
+const IPV6_UDP_OVERHEAD: usize = 48;
+/// IPv6 minimum MTU, assumed when the kernel does not say.
+const MIN_MTU: usize = 1280;
 /// Longest wait to send the closing ERROR packet of a session.
 const FINAL_SEND_WAIT: Duration = Duration::from_millis(200);
 /// Send-buffer size asked for per session, at least.
@@ -146,7 +159,8 @@ fn session_socket(local_ip: IpAddr, peer: SocketAddr, neg: &Negotiated) -> io::R
 
 struct Session {
     sock: UdpSocket,
-    /// The one send buffer of the session: OACK, ERROR, and every DATA packet.
+    /// The one send buffer of the session: OACK, ERROR, and every DATA batch (one
+    /// datagram, or with UDP GSO up to GSO_MAX_SEGMENTS blocks in one send).
     sbuf: Vec<u8>,
     rbuf: [u8; RECV_BUF_LEN],
     shared: Arc<Shared>,
@@ -291,55 +305,70 @@ impl Session {
         let size = source.len();
         // A file that is an exact multiple of blksize ends with an empty block.
         let last_block = size / blksize + 1;
+        let mut batch = self.enable_gso(neg);
+        let segment = DATA_HEADER_LEN + usize::from(neg.blksize);
         self.sbuf.clear();
-        self.sbuf
-            .resize(DATA_HEADER_LEN + usize::from(neg.blksize), 0);
+        self.sbuf.resize(segment * batch as usize, 0);
         // Absolute block numbers (u64) so the wire's u16 may wrap past 65535 to 0.
         let mut base: u64 = 1;
         let mut next: u64 = 1;
         let mut retries: u32 = 0;
-        let timer = sleep_until(Instant::now());
+        // The timer is re-armed lazily: progress only moves `retransmit_at`, and a timer
+        // that fires early is pushed to it, so no timer-wheel update per ACK.
+        let mut retransmit_at = Instant::now() + interval;
+        let timer = sleep_until(retransmit_at);
         tokio::pin!(timer);
         loop {
             while next < base + window && next <= last_block {
-                if let Err(e) = self.send_block(source, next, blksize, size).await {
-                    return Outcome::io(&e);
+                let end = (base + window).min(last_block + 1).min(next + batch);
+                match self.send_blocks(source, next, end, blksize, size).await {
+                    Ok(()) => next = end,
+                    // The kernel refused segmentation (path MTU, old kernel): go on
+                    // one datagram per send.
+                    Err(e) if batch > 1 && is_gso_refusal(&e) => {
+                        debug!(error = %e, "UDP GSO refused, sending packets one by one");
+                        self.disable_gso();
+                        batch = 1;
+                    }
+                    Err(e) => return Outcome::io(&e),
                 }
-                next += 1;
             }
-            timer
-                .as_mut()
-                .reset(Instant::now() + backoff(interval, retries));
+            retransmit_at = Instant::now() + backoff(interval, retries);
             loop {
                 match self.wait(timer.as_mut()).await {
                     Ok(Event::Ack(wire)) => {
                         // Only ACKs of blocks in flight count; a duplicate of the last
                         // acknowledged block is ignored (Sorcerer's Apprentice).
-                        match resolve_ack(wire, base, next) {
-                            Some(acked) => {
-                                if acked >= last_block {
-                                    return Outcome::Completed { bytes: size };
-                                }
-                                if acked + 1 < next {
-                                    self.shared.metrics.add_retransmits(next - acked - 1);
-                                    next = acked + 1;
-                                }
-                                base = acked + 1;
-                                retries = 0;
-                                break;
-                            }
-                            None => continue,
+                        let Some(acked) = resolve_ack(wire, base, next) else {
+                            continue;
+                        };
+                        if acked >= last_block {
+                            return Outcome::Completed { bytes: size };
                         }
+                        if acked + 1 < next {
+                            self.shared.metrics.add_retransmits(next - acked - 1);
+                            next = acked + 1;
+                        }
+                        base = acked + 1;
+                        retries = 0;
+                        break;
                     }
                     Ok(Event::Error(code)) => return Outcome::ClientError { code },
                     Ok(Event::Ignored) => continue,
                     Ok(Event::Timeout) => {
+                        if Instant::now() < retransmit_at {
+                            timer.as_mut().reset(retransmit_at);
+                            continue;
+                        }
                         retries += 1;
                         if retries > self.t.settings.max_retries {
                             return Outcome::Gone;
                         }
                         self.shared.metrics.add_retransmits(next - base);
                         next = base;
+                        timer
+                            .as_mut()
+                            .reset(Instant::now() + backoff(interval, retries));
                         break;
                     }
                     Err(e) => return Outcome::io(&e),
@@ -348,27 +377,61 @@ impl Session {
         }
     }
 
-    async fn send_block(
+    /// Turns on UDP segmentation offload when a window can hold several blocks that
+    /// fit the path MTU; returns how many blocks one send may carry.
+    fn enable_gso(&self, neg: &Negotiated) -> u64 {
+        let segment = DATA_HEADER_LEN + usize::from(neg.blksize);
+        let batch = (GSO_MAX_BYTES / segment)
+            .min(GSO_MAX_SEGMENTS)
+            .min(usize::from(neg.windowsize));
+        let overhead = if self.t.peer.is_ipv4() {
+            IPV4_UDP_OVERHEAD
+        } else {
+            IPV6_UDP_OVERHEAD
+        };
+        if batch < 2 || segment + overhead > path_mtu(&self.sock) {
+            return 1;
+        }
+        let gso_size = libc::c_int::try_from(segment).unwrap_or(0);
+        if set_udp_segment(&self.sock, gso_size).is_err() {
+            return 1;
+        }
+        batch as u64
+    }
+
+    fn disable_gso(&self) {
+        let _ = set_udp_segment(&self.sock, 0);
+    }
+
+    /// Sends blocks `from..to` in one datagram (or, with GSO, one send of several).
+    async fn send_blocks(
         &mut self,
         source: &Source,
-        block: u64,
+        from: u64,
+        to: u64,
         blksize: u64,
         size: u64,
     ) -> io::Result<()> {
-        let offset = (block - 1) * blksize;
-        let len = size.saturating_sub(offset).min(blksize);
-        // len <= blksize, which is a u16, so the cast is exact.
-        let end = DATA_HEADER_LEN + len as usize;
-        write_data_header(&mut self.sbuf, block as u16);
-        let payload = self
-            .sbuf
-            .get_mut(DATA_HEADER_LEN..end)
-            .ok_or_else(|| io::Error::other("send buffer smaller than block"))?;
-        source.read_at(offset, payload)?;
-        let packet = self.sbuf.get(..end).unwrap_or(&[]);
-        match self.sock.send(packet).await {
+        let mut filled = 0usize;
+        let mut payload_bytes = 0u64;
+        for block in from..to {
+            let offset = (block - 1) * blksize;
+            let len = size.saturating_sub(offset).min(blksize);
+            // len <= blksize, which is a u16, so the cast is exact.
+            let end = filled + DATA_HEADER_LEN + len as usize;
+            let packet = self
+                .sbuf
+                .get_mut(filled..end)
+                .ok_or_else(|| io::Error::other("send buffer smaller than batch"))?;
+            write_data_header(packet, block as u16);
+            source.read_at(offset, packet.get_mut(DATA_HEADER_LEN..).unwrap_or(&mut []))?;
+            filled = end;
+            payload_bytes += len;
+        }
+        let datagrams = self.sbuf.get(..filled).unwrap_or(&[]);
+        match self.sock.send(datagrams).await {
             Ok(_) => {
-                self.shared.metrics.add_bytes(len);
+                self.shared.metrics.add_bytes(payload_bytes);
                 Ok(())
             }
             // Treated like a loss on the wire: the retransmission timer recovers it.
@@ -460,6 +523,59 @@ pub(crate) fn resolve_ack(wire: u16, base: u64, next: u64) -> Option<u64> {
     let offset = u64::from(wire.wrapping_sub(floor as u16));
     let acked = floor + offset;
     (offset > 0 && acked < next).then_some(acked)
+}
+
+/// The kernel's idea of the path MTU of the connected socket (1280 if unknown).
+fn path_mtu(sock: &UdpSocket) -> usize {
+    let fd = sock.as_raw_fd();
+    let (level, name) = match sock.peer_addr() {
+        Ok(SocketAddr::V6(_)) => (libc::IPPROTO_IPV6, libc::IPV6_MTU),
+        _ => (libc::IPPROTO_IP, libc::IP_MTU),
+    };
+    let mut mtu: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: valid fd, and `mtu`/`len` are live, correctly sized out-parameters.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut mtu as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 && mtu > 0 {
+        usize::try_from(mtu).unwrap_or(MIN_MTU)
+    } else {
+        MIN_MTU
+    }
+}
+
+/// Sets (or with 0 clears) the UDP_SEGMENT size: sends longer than it are split by the
+/// kernel into datagrams of that size, the last one possibly shorter.
+fn set_udp_segment(sock: &UdpSocket, size: libc::c_int) -> io::Result<()> {
+    // SAFETY: valid fd and a live c_int option value of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_SEGMENT,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn is_gso_refusal(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL) | Some(libc::EIO) | Some(libc::EOPNOTSUPP) | Some(libc::EMSGSIZE)
+    )
 }
 
 fn backoff(interval: Duration, retries: u32) -> Duration {
