@@ -437,6 +437,17 @@ fn page_shows_the_fleet_live_in_headless_chromium() {
         ][i % 5];
         set_phase(&d, &fleet_mac(i), phase, None, "");
     }
+    // A real hardware report (dmidecode of a Dell R650) for the node the test opens.
+    let dmi = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/hardware/dell-r650.dmidecode.txt"),
+    )
+    .expect("dmidecode sample");
+    control_post(
+        &d.socket,
+        &format!("/api/v1/nodes/{}/hardware", fleet_mac(0)),
+        &json!({ "dmidecode": dmi }),
+    );
     // Node data is text, never markup.
     let evil = "<img src=x onerror=\"document.title='owned'\"><b>bold</b>";
     set_phase(&d, &fleet_mac(6), "installing", Some(35), evil);
@@ -641,6 +652,17 @@ fn page_shows_the_fleet_live_in_headless_chromium() {
         Duration::from_secs(3),
     )
     .expect("history shown");
+    // The detail read brings the hardware: shown in the panel and as the row's summary.
+    let (hw, _) = page
+        .wait_until(
+            &format!(
+                "document.getElementById('detail').textContent.includes('Dell') && \
+                 document.querySelector('#nodes tr[data-mac=\"{mac}\"]').cells[8].textContent"
+            ),
+            Duration::from_secs(3),
+        )
+        .expect("hardware shown");
+    println!("browser: hardware summary {hw}");
     // The selected node follows events too.
     set_phase(&d, &mac, "installing", Some(80), "almost there");
     page.wait_until(
