@@ -16,12 +16,13 @@ export CARGO_TERM_COLOR=never
 export PATH="${HOME:-/root}/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 
 # What the tests use: QEMU PXE clients and firmware, the guest build, reference servers
-# and real clients (DHCP, TFTP, HTTP), packet capture, a C compiler for bundled SQLite.
+# and real clients (DHCP, TFTP, HTTP), packet capture, a C compiler for bundled SQLite,
+# headless Chromium for the monitoring page.
 PACKAGES=(
     qemu-system-x86 ipxe ovmf busybox-static file xz-utils
     dnsmasq-base atftp tftp-hpa curl iproute2 tcpdump udhcpc isc-dhcp-client kea-admin
     sqlite3 python3 build-essential pkg-config lshw dmidecode
-    debootstrap zstd systemd
+    debootstrap zstd systemd chromium
 )
 APT_LOCK_WAIT_SECS=600
 APT_TRIES=3

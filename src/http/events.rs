@@ -1,9 +1,8 @@
-//! `GET /api/v1/events`: committed phase changes as server-sent events (`data: <NodeEvent>`),
-//! optionally only one MAC's or one group's, with keep-alive comments and lag notices.
+//! `GET /api/v1/events`: the registry's phase changes as Server-Sent Events, one
+//! `data: <NodeEvent JSON>` per change, optionally filtered by `mac=` or `group=`.
 
 use super::response::{error_response, Body};
 use crate::app::App;
-use crate::lifecycle::StreamSlot;
 use crate::mac::MacAddr;
 use crate::nodes::NodeEvent;
 use bytes::Bytes;
@@ -11,45 +10,59 @@ use http_body_util::BodyExt;
 use hyper::body::Frame;
 use hyper::{header, Response, StatusCode};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
-/// Interval of the keep-alive comment (proxies and clients see the stream is alive).
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// Encoded events waiting for a slow reader before the stream's own lag shows.
-const QUEUE: usize = 64;
-/// Longest filter value looked at.
-const MAX_FILTER: usize = 256;
+/// A comment line goes out this often so proxies and browsers keep an idle stream open.
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+/// Most event streams open at once (each holds a registry subscription and a task).
+pub const MAX_STREAMS: usize = 256;
+/// Chunks buffered per stream before the writer waits for the client to read.
+const CHUNK_BACKLOG: usize = 64;
+/// Longest query string looked at.
+const MAX_QUERY: usize = 512;
+/// The reconnection delay (ms) told to EventSource clients.
+const RETRY_MS: u32 = 2000;
 
-/// Which events a stream carries.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// Streams open right now, across both listeners.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Which events a client asked for.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Filter {
     mac: Option<MacAddr>,
     group: Option<String>,
 }
 
 impl Filter {
+    /// Parses `mac=...&group=...`; an unknown key or a bad MAC is an error.
     fn parse(query: Option<&str>) -> Result<Filter, String> {
         let mut f = Filter::default();
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let v = percent_encoding::percent_decode_str(&v.replace('+', " "))
+        let Some(q) = query.filter(|q| !q.is_empty()) else {
+            return Ok(f);
+        };
+        if q.len() > MAX_QUERY {
+            return Err(format!("query over {MAX_QUERY} bytes"));
+        }
+        for pair in q.split('&').filter(|p| !p.is_empty()) {
+            let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_encoding::percent_decode_str(&raw.replace('+', " "))
                 .decode_utf8()
-                .map_err(|_| format!("{k}: not valid UTF-8"))?
+                .map_err(|_| format!("{key}: value is not valid UTF-8"))?
                 .into_owned();
-            if v.len() > MAX_FILTER {
-                return Err(format!("{k}: longer than {MAX_FILTER} bytes"));
-            }
-            match k {
-                "mac" => f.mac = Some(v.parse().map_err(|e| format!("mac: {e}"))?),
-                "group" => f.group = Some(v),
+            match key {
+                "mac" => {
+                    f.mac = Some(value.parse().map_err(|e| format!("mac: {e}"))?);
+                }
+                "group" if !value.is_empty() => f.group = Some(value),
+                "group" => return Err("group: empty name".into()),
                 other => {
                     return Err(format!(
-                        "unknown parameter {:?} (expected mac or group)",
-                        other.chars().take(32).collect::<String>()
+                        "unknown query parameter {:?} (expected mac or group)",
+                        other.chars().take(64).collect::<String>()
                     ))
                 }
             }
@@ -57,108 +70,129 @@ impl Filter {
         Ok(f)
     }
 
-    fn wants(&self, ev: &NodeEvent) -> bool {
-        self.mac.is_none_or(|m| m == ev.mac)
+    fn matches(&self, e: &NodeEvent) -> bool {
+        self.mac.map_or(true, |m| m == e.mac)
             && self
                 .group
                 .as_deref()
-                .is_none_or(|g| ev.group.as_deref() == Some(g))
+                .map_or(true, |g| e.group.as_deref() == Some(g))
     }
 }
 
-/// One event as an SSE message.
-pub fn encode(ev: &NodeEvent) -> Bytes {
-    let json = serde_json::to_string(ev).unwrap_or_else(|_| "{}".into());
-    Bytes::from(format!("data: {json}\n\n"))
+/// One SSE message for an event (JSON never holds a raw newline, so one `data:` line).
+fn encode(e: &NodeEvent) -> Option<Bytes> {
+    let json = serde_json::to_string(e).ok()?;
+    Some(Bytes::from(format!("data: {json}\n\n")))
 }
 
-/// A response body fed by the stream's task.
-struct EventBody(mpsc::Receiver<Bytes>);
+/// Holds one of the `MAX_STREAMS` places while a stream is open.
+struct Slot;
 
-impl hyper::body::Body for EventBody {
+impl Slot {
+    fn take() -> Option<Slot> {
+        OPEN.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < MAX_STREAMS).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The response body: chunks written by the stream's task, ending when it stops.
+struct SseBody {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl hyper::body::Body for SseBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
     fn poll_frame(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        self.get_mut()
-            .0
+        self.rx
             .poll_recv(cx)
             .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
     }
 }
 
-/// Opens a stream: subscribes before answering, so every change after the response
-/// headers reached the client is in it.
-pub fn stream(app: &Arc<App>, query: Option<&str>) -> Response<Body> {
+/// `GET /api/v1/events[?mac=M][&group=G]`: a `text/event-stream` of phase changes.
+/// A client that falls behind gets `event: lagged` (it should re-read the node list);
+/// the stream ends at shutdown.
+pub async fn stream(app: &Arc<App>, query: Option<&str>) -> Response<Body> {
     let filter = match Filter::parse(query) {
         Ok(f) => f,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, e),
     };
-    let Some(slot) = app.lifecycle.stream_slot() else {
+    let Some(slot) = Slot::take() else {
+        tracing::warn!(limit = MAX_STREAMS, "event stream refused: too many open");
         return error_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "{} event streams are open already",
-                crate::lifecycle::MAX_EVENT_STREAMS
-            ),
+            format!("{MAX_STREAMS} event streams are open already"),
         );
     };
+    // Subscribe before answering: nothing committed after the response starts is missed.
     let events = app.registry.subscribe();
-    let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(pump(app.clone(), events, tx, filter, slot));
-    let mut r = Response::new(EventBody(rx).boxed());
-    let headers = r.headers_mut();
-    headers.insert(
+    let (tx, rx) = mpsc::channel(CHUNK_BACKLOG);
+    tokio::spawn(pump(events, tx, filter, app.shutdown.clone(), slot));
+    let mut r = Response::new(SseBody { rx }.boxed());
+    let h = r.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("text/event-stream"),
     );
-    headers.insert(
+    h.insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-cache"),
     );
-    headers.insert("x-accel-buffering", header::HeaderValue::from_static("no"));
+    // nginx and friends must pass chunks through as they come.
+    h.insert("x-accel-buffering", header::HeaderValue::from_static("no"));
     r
 }
 
-/// Copies matching events to one client until it leaves or bootd stops.
+/// Moves matching events from the registry to the client until it leaves or bootd stops.
 async fn pump(
-    app: Arc<App>,
-    mut events: tokio::sync::broadcast::Receiver<NodeEvent>,
+    mut events: broadcast::Receiver<NodeEvent>,
     tx: mpsc::Sender<Bytes>,
     filter: Filter,
-    _slot: StreamSlot,
+    shutdown: tokio_util::sync::CancellationToken,
+    _slot: Slot,
 ) {
-    if tx
-        .send(Bytes::from_static(b": bootd events\n\n"))
-        .await
-        .is_err()
-    {
+    let hello = Bytes::from(format!("retry: {RETRY_MS}\n: bootd events\n\n"));
+    if tx.send(hello).await.is_err() {
         return;
     }
-    let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
-    keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    keep_alive.tick().await;
+    let mut keepalive =
+        tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let chunk = tokio::select! {
-            // Ending the body lets the connection finish within the shutdown drain.
-            _ = app.shutdown.cancelled() => return,
-            _ = tx.closed() => return,
-            _ = keep_alive.tick() => Bytes::from_static(b": keep-alive\n\n"),
-            ev = events.recv() => match ev {
-                Ok(ev) if filter.wants(&ev) => encode(&ev),
+            _ = shutdown.cancelled() => break,
+            _ = tx.closed() => break,
+            _ = keepalive.tick() => Bytes::from_static(b": keep-alive\n\n"),
+            r = events.recv() => match r {
+                Ok(e) if filter.matches(&e) => match encode(&e) {
+                    Some(b) => b,
+                    None => continue,
+                },
                 Ok(_) => continue,
-                Err(RecvError::Lagged(n)) => {
-                    tracing::debug!(missed = n, "event stream client fell behind");
-                    Bytes::from(format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n"))
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "event stream client fell behind");
+                    Bytes::from(format!("event: lagged\ndata: {{\"missed\":{missed}}}\n\n"))
                 }
-                Err(RecvError::Closed) => return,
+                Err(broadcast::error::RecvError::Closed) => break,
             },
         };
-        if tx.send(chunk).await.is_err() {
-            return;
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            sent = tx.send(chunk) => if sent.is_err() { break },
         }
     }
 }
@@ -168,16 +202,16 @@ mod tests {
     use super::*;
     use crate::nodes::Phase;
 
-    fn ev(mac: u8, group: Option<&str>) -> NodeEvent {
+    fn event(mac: &str, group: Option<&str>) -> NodeEvent {
         NodeEvent {
-            mac: MacAddr([0x52, 0x54, 0, 0, 0, mac]),
-            from: Phase::Known,
-            to: Phase::Dhcp,
-            progress: 15,
-            message: String::new(),
-            source: "dhcp".into(),
-            at: "2026-01-01T00:00:00.000Z".into(),
-            seq: 1,
+            mac: mac.parse().unwrap_or_else(|e| panic!("{e}")),
+            from: Phase::Dhcp,
+            to: Phase::IpxeBoot,
+            progress: 20,
+            message: "line one\nline two".into(),
+            source: "http".into(),
+            at: "2026-01-01T00:00:00Z".into(),
+            seq: 3,
             hostname: None,
             group: group.map(str::to_string),
             provider_id: None,
@@ -185,30 +219,31 @@ mod tests {
     }
 
     #[test]
-    fn filters_by_mac_and_group() {
-        let all = Filter::parse(None).expect("none");
-        assert!(all.wants(&ev(1, None)));
-        let one = Filter::parse(Some("mac=52-54-00-00-00-01")).expect("mac");
-        assert!(one.wants(&ev(1, None)) && !one.wants(&ev(2, None)));
-        let g = Filter::parse(Some("group=pve")).expect("group");
-        assert!(g.wants(&ev(1, Some("pve"))) && !g.wants(&ev(1, None)));
-        assert!(Filter::parse(Some("mac=zz")).is_err());
-        assert!(Filter::parse(Some("colour=blue")).is_err());
-        assert_eq!(
-            Filter::parse(Some("mac=52%3A54%3A00%3A00%3A00%3A01"))
-                .expect("encoded")
-                .mac,
-            Some(MacAddr([0x52, 0x54, 0, 0, 0, 1]))
-        );
+    fn filters_parse_and_match() {
+        let all = Filter::parse(None).unwrap_or_default();
+        assert!(all.matches(&event("52:54:00:00:00:01", None)));
+        let f = Filter::parse(Some("mac=52%3A54%3A00%3A00%3A00%3A01&group=pve"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(f.matches(&event("52:54:00:00:00:01", Some("pve"))));
+        assert!(!f.matches(&event("52:54:00:00:00:01", Some("k8s"))));
+        assert!(!f.matches(&event("52:54:00:00:00:02", Some("pve"))));
+        assert!(!f.matches(&event("52:54:00:00:00:01", None)));
     }
 
     #[test]
-    fn an_event_is_one_data_line() {
-        let text = String::from_utf8(encode(&ev(1, None)).to_vec()).expect("utf8");
-        assert!(
-            text.starts_with("data: {\"mac\":\"52:54:00:00:00:01\""),
-            "{text}"
-        );
-        assert!(text.ends_with("}\n\n") && text.matches('\n').count() == 2);
+    fn bad_queries_are_refused() {
+        for q in ["mac=zz", "color=red", "group=", &"x".repeat(MAX_QUERY + 1)] {
+            assert!(Filter::parse(Some(q)).is_err(), "{q}");
+        }
+    }
+
+    #[test]
+    fn one_event_is_one_data_line() {
+        let b = encode(&event("52:54:00:00:00:01", None)).unwrap_or_default();
+        let text = String::from_utf8_lossy(&b);
+        assert!(text.starts_with("data: {"), "{text}");
+        assert!(text.ends_with("}\n\n"), "{text}");
+        assert_eq!(text.matches('\n').count(), 2, "{text}");
+        assert!(text.contains(r#""to":"ipxe_boot""#), "{text}");
     }
 }

@@ -4,9 +4,10 @@
 mod api;
 mod assets;
 mod boot;
-mod events;
+pub mod events;
 mod hardware;
 mod lifecycle;
+mod monitoring;
 mod response;
 mod router;
 

@@ -2,7 +2,7 @@
 //! once, then matched by segments; admin routes answer only on the control socket.
 
 use super::response::{error_response, text_response, Body};
-use super::{api, assets, boot, events, hardware, lifecycle};
+use super::{api, assets, boot, events, hardware, lifecycle, monitoring};
 use crate::app::App;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -124,6 +124,10 @@ async fn route(
         (&Method::GET | &Method::HEAD, ["assets", rest @ ..]) if !rest.is_empty() => {
             ("assets", assets::serve(app, &req, &rest.join("/")).await)
         }
+        (&Method::GET | &Method::HEAD, ["monitoring"]) => ("monitoring", monitoring::page()),
+        (&Method::GET, ["api", "v1", "events"]) => {
+            ("events", events::stream(app, req.uri().query()).await)
+        }
         (&Method::GET, ["api", "v1", "status"]) => ("status", api::status(app)),
         (&Method::GET, ["api", "v1", "nodes"]) => ("nodes", api::list_nodes(app)),
         (&Method::GET, ["api", "v1", "nodes", mac]) => ("node", api::show_node(app, mac).await),
@@ -138,9 +142,6 @@ async fn route(
         }
         (&Method::POST, ["api", "v1", "nodes", mac, "phase"]) => {
             ("phase", api::post_phase(app, req, caller, mac).await)
-        }
-        (&Method::GET, ["api", "v1", "events"]) => {
-            ("events", events::stream(app, req.uri().query()))
         }
         (&Method::GET, ["api", "v1", "groups"]) => ("groups", lifecycle::groups(app)),
         // Admin routes: control socket only.

@@ -4,6 +4,7 @@
 // Each test binary compiles this module on its own and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod cdp;
 pub mod daemon;
 pub mod error;
 pub mod guest;
