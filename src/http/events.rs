@@ -71,11 +71,11 @@ impl Filter {
     }
 
     fn matches(&self, e: &NodeEvent) -> bool {
-        self.mac.map_or(true, |m| m == e.mac)
+        self.mac.is_none_or(|m| m == e.mac)
             && self
                 .group
                 .as_deref()
-                .map_or(true, |g| e.group.as_deref() == Some(g))
+                .is_none_or(|g| e.group.as_deref() == Some(g))
     }
 }
 
