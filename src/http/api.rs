@@ -145,7 +145,29 @@ pub fn status(app: &Arc<App>) -> Response<Body> {
 
 /// `GET /api/v1/nodes`.
 pub fn list_nodes(app: &Arc<App>) -> Response<Body> {
-    let nodes: Vec<Value> = app.registry.list().iter().map(node_json).collect();
+    // One query for every node's newest inventory, reduced to what a list row shows.
+    let hardware: std::collections::HashMap<String, Value> = app
+        .store
+        .hardware_seen()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|h| {
+            let inv: crate::hardware::Inventory = serde_json::from_str(&h.inventory).ok()?;
+            Some((h.node, compact_hardware(&inv)))
+        })
+        .collect();
+    let nodes: Vec<Value> = app
+        .registry
+        .list()
+        .iter()
+        .map(|n| {
+            let mut v = node_json(n);
+            if let (Value::Object(m), Some(hw)) = (&mut v, hardware.get(&n.mac.to_string())) {
+                m.insert("hardware".into(), hw.clone());
+            }
+            v
+        })
+        .collect();
     json_response(StatusCode::OK, &json!({ "nodes": nodes }))
 }
 
@@ -486,4 +508,18 @@ pub async fn adopt_node(
         }
         Err(e) => registry_error(e),
     }
+}
+
+/// The part of an inventory a node list shows (the full one is on the node's own route).
+fn compact_hardware(inv: &crate::hardware::Inventory) -> Value {
+    json!({
+        "vendor": inv.vendor,
+        "product": inv.product,
+        "serial": inv.serial,
+        "cpus": inv.cpus,
+        "memory": { "total_bytes": inv.memory.total_bytes },
+        "disks": inv.disks.iter().map(|d| json!({ "size_bytes": d.size_bytes })).collect::<Vec<_>>(),
+        "nics": inv.nics.iter().map(|n| json!({ "name": n.name })).collect::<Vec<_>>(),
+        "summary": inv.summary(),
+    })
 }
