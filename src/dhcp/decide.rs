@@ -331,10 +331,17 @@ pub fn decide<'a>(
                 destination(req, MessageType::Offer, Ipv4Addr::UNSPECIFIED),
             ),
             // A REQUEST naming us as server (some ROMs send it to 67 instead of 4011).
-            MessageType::Request if req.server_id == Some(ctx.server_ip) => proxy_reply(
-                MessageType::Ack,
-                destination(req, MessageType::Ack, Ipv4Addr::UNSPECIFIED),
-            ),
+            // One that asks for an address (option 50) selects a DHCP server's lease: a
+            // DHCP server on this same host shares our server id, and answering it with
+            // yiaddr 0 makes the client decline its address.
+            MessageType::Request
+                if req.server_id == Some(ctx.server_ip) && req.requested_ip.is_none() =>
+            {
+                proxy_reply(
+                    MessageType::Ack,
+                    destination(req, MessageType::Ack, Ipv4Addr::UNSPECIFIED),
+                )
+            }
             MessageType::Request => Ignore(IgnoreReason::NotForUs),
             t => Ignore(IgnoreReason::Unhandled(t)),
         },

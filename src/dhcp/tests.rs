@@ -379,6 +379,19 @@ fn proxy_request_on_67_only_when_naming_us() {
         ],
     );
     assert_eq!(proxy(&theirs).err(), Some(IgnoreReason::NotForUs));
+    // A DHCP server on this same host has our server id: a REQUEST for an address
+    // (option 50) is its lease, not ours (answering made OVMF decline its address).
+    let lease_request = frame(
+        Head::default(),
+        &[
+            (53, &[3]),
+            (54, &SERVER.octets()),
+            (50, &[10, 77, 0, 150]),
+            (93, &[0, 7]),
+            (60, b"PXEClient"),
+        ],
+    );
+    assert_eq!(proxy(&lease_request).err(), Some(IgnoreReason::NotForUs));
 }
 
 #[test]
