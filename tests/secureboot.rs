@@ -277,6 +277,7 @@ fn grub_config_is_rendered_per_tftp_peer() {
         .split_whitespace()
         .find_map(|w| w.strip_prefix("bootd.token="))
         .expect("token")
+        .trim_end_matches(';')
         .to_string();
     let post = c
         .cmd("curl")
