@@ -22,6 +22,12 @@ pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 pub const OVMF_CODE_SECBOOT: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 /// A variable store with Microsoft's keys enrolled and Secure Boot enforced.
 pub const OVMF_VARS_MS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
+/// The QEMU binary for ARM64 clients (Debian package `qemu-system-arm`).
+pub const QEMU_ARM64: &str = "qemu-system-aarch64";
+/// ARM64 UEFI firmware code and variable store template (`qemu-efi-aarch64`).
+pub const AAVMF_CODE: &str = "/usr/share/AAVMF/AAVMF_CODE.fd";
+/// The ARM64 variable store copied for every run.
+pub const AAVMF_VARS: &str = "/usr/share/AAVMF/AAVMF_VARS.fd";
 /// Guest memory under Secure Boot (shim, GRUB and the kernel need more than the default).
 pub const SECURE_BOOT_MEMORY_MIB: u32 = 512;
 /// Guest memory.
@@ -48,6 +54,8 @@ pub enum Firmware {
     /// OVMF's own PXE client with Secure Boot enforced and Microsoft's keys enrolled:
     /// only signed loaders (shim, then GRUB and kernels it trusts) run.
     UefiSecureBoot,
+    /// An ARM64 `virt` machine (Cortex-A57, always TCG here) running AAVMF's own PXE.
+    Arm64Uefi,
 }
 
 impl Firmware {
@@ -66,18 +74,23 @@ impl Firmware {
             Firmware::UefiIpxe | Firmware::UefiNative | Firmware::UefiSecureBoot => {
                 "PXEClient:Arch:00007"
             }
+            Firmware::Arm64Uefi => "PXEClient:Arch:00011",
         }
     }
 
     /// Whether the firmware's own PXE client boots (the NIC has no iPXE ROM).
     pub fn is_native_pxe(self) -> bool {
-        matches!(self, Firmware::UefiNative | Firmware::UefiSecureBoot)
+        matches!(
+            self,
+            Firmware::UefiNative | Firmware::UefiSecureBoot | Firmware::Arm64Uefi
+        )
     }
 
     /// The OVMF code and the variable store template of a UEFI run.
     fn ovmf(self) -> (&'static str, &'static str) {
         match self {
             Firmware::UefiSecureBoot => (OVMF_CODE_SECBOOT, OVMF_VARS_MS),
+            Firmware::Arm64Uefi => (AAVMF_CODE, AAVMF_VARS),
             _ => (OVMF_CODE, OVMF_VARS),
         }
     }
@@ -309,7 +322,7 @@ impl QemuConfig {
             smbios: Smbios::default(),
             tap: "tap0".to_string(),
             memory_mib: match firmware {
-                Firmware::UefiSecureBoot => SECURE_BOOT_MEMORY_MIB,
+                Firmware::UefiSecureBoot | Firmware::Arm64Uefi => SECURE_BOOT_MEMORY_MIB,
                 _ => DEFAULT_MEMORY_MIB,
             },
             serial_log: serial_log.into(),
@@ -343,7 +356,12 @@ pub struct Qemu<'ns> {
 impl<'ns> Qemu<'ns> {
     /// Starts the client inside `ns` on `config.tap`, with `-no-reboot` and `-boot n`.
     pub fn launch(ns: &'ns Netns, config: &QemuConfig) -> Result<Qemu<'ns>, HarnessError> {
-        let accel = config.accel.unwrap_or_else(accel);
+        let arm64 = config.firmware == Firmware::Arm64Uefi;
+        // KVM here is x86 only: an ARM64 guest is always emulated.
+        let accel = match arm64 {
+            true => Accel::Tcg,
+            false => config.accel.unwrap_or_else(accel),
+        };
         let s = &config.smbios;
         let mut smbios = format!(
             "type=1,manufacturer={},product={},serial={}",
@@ -360,11 +378,15 @@ impl<'ns> Qemu<'ns> {
         let machine = match config.firmware {
             // Secure Boot OVMF keeps its variables in SMM-protected flash.
             Firmware::UefiSecureBoot => "q35,smm=on",
+            Firmware::Arm64Uefi => "virt",
             _ => "q35",
         };
-        let mut cmd = ns.cmd(QEMU);
-        cmd.args(["-machine", machine, "-accel", accel.as_arg()])
-            .args(["-m", &config.memory_mib.to_string(), "-smp", "1"])
+        let mut cmd = ns.cmd(if arm64 { QEMU_ARM64 } else { QEMU });
+        cmd.args(["-machine", machine, "-accel", accel.as_arg()]);
+        if arm64 {
+            cmd.args(["-cpu", "cortex-a57"]);
+        }
+        cmd.args(["-m", &config.memory_mib.to_string(), "-smp", "1"])
             .args([
                 "-display",
                 "none",
