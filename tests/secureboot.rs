@@ -408,3 +408,63 @@ fn grub_config_is_rendered_per_tftp_peer() {
         "{node}"
     );
 }
+
+#[test]
+fn grub_config_finds_a_peer_without_neighbour_entry_by_its_lease() {
+    need_root();
+    let mac = MacAddr([0x52, 0x54, 0x00, 0x5b, 0x00, 0x21]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &format!("[[nodes]]\nmac = \"{mac}\"\nprofile = \"sb\"\n"),
+    );
+    let ns = Netns::new().expect("network namespace");
+    let log = start_bootd(&ns, dir.path(), &config);
+    let bootd_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let c = client(&ns, mac, "10.77.0.50");
+    // A real lease from bootd (full mode) for the client's own address.
+    c.ip(&["addr", "flush", "dev", "vc0"]).expect("flush addr");
+    let hook = dir.path().join("udhcpc.sh");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\n[ \"$1\" = bound ] && ip addr add \"$ip/${mask:-24}\" dev \"$interface\"\nexit 0\n",
+    )
+    .expect("write hook");
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let lease = c
+        .cmd("udhcpc")
+        .args(["-i", "vc0", "-n", "-q", "-t", "5", "-T", "2", "-s"])
+        .arg(&hook)
+        .output()
+        .expect("udhcpc");
+    assert!(lease.status.success(), "udhcpc failed\n{}", bootd_log());
+    let addrs = c.ip(&["-4", "addr", "show", "dev", "vc0"]).expect("addr");
+    assert!(addrs.contains("10.77.0.1"), "{addrs}");
+    // The client knows the server's MAC for good and never ARPs; the server forgets the
+    // client, so only the lease can name the peer of the TFTP request.
+    let br0 = ns
+        .run("cat", &["/sys/class/net/br0/address"])
+        .expect("br0 address");
+    c.ip(&[
+        "neigh",
+        "replace",
+        BRIDGE_IP,
+        "lladdr",
+        br0.trim(),
+        "dev",
+        "vc0",
+        "nud",
+        "permanent",
+    ])
+    .expect("static neighbour");
+    ns.ip(&["neigh", "flush", "dev", "br0"])
+        .expect("flush neighbours");
+    let (code, body, _) = tftp_get(&c, "grub/grub.cfg");
+    assert_eq!(code, 0, "{}", bootd_log());
+    assert!(
+        body.contains(&format!("/api/v1/nodes/{mac}/phase")),
+        "{body}\n{}",
+        bootd_log()
+    );
+}
