@@ -24,8 +24,28 @@ fn copy(from: &Path, to: &Path) {
         .unwrap_or_else(|e| panic!("copy {} → {}: {e}", from.display(), to.display()));
 }
 
+/// How addresses are handed out in a run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Dhcp {
+    /// bootd hands out addresses and boot files.
+    Full,
+    /// dnsmasq hands out addresses, bootd answers as ProxyDHCP.
+    Proxy,
+}
+
 /// bootd in full mode on `br0`; `nodes` is appended (profile `sb` boots through GRUB).
 fn write_config(dir: &Path, nodes: &str) -> PathBuf {
+    write_config_mode(dir, nodes, Dhcp::Full)
+}
+
+fn write_config_mode(dir: &Path, nodes: &str, mode: Dhcp) -> PathBuf {
+    let dhcp = match mode {
+        Dhcp::Full => {
+            "mode = \"full\"\nipv6_ra = true\n[[dhcp.pools]]\nsubnet = \"10.77.0.0/24\"\n\
+                       range = [\"10.77.0.100\", \"10.77.0.199\"]\nlease_time = \"1h\"\n"
+        }
+        Dhcp::Proxy => "mode = \"proxy\"\nipv6_ra = true\n",
+    };
     let state = dir.join("state");
     std::fs::create_dir_all(state.join("assets")).expect("mkdir");
     std::fs::create_dir_all(state.join("templates")).expect("mkdir");
@@ -39,13 +59,7 @@ control_socket = "{state}/control.sock"
 interfaces = ["br0"]
 
 [dhcp]
-mode = "full"
-ipv6_ra = true
-[[dhcp.pools]]
-subnet = "10.77.0.0/24"
-range = ["10.77.0.100", "10.77.0.199"]
-lease_time = "1h"
-
+{dhcp}
 [tftp]
 listen = "{BRIDGE_IP}:69"
 
@@ -130,12 +144,13 @@ struct Booted {
 /// PXE-boots `firmware` through bootd (full mode) into shim → GRUB → kernel, with the
 /// node on a `loader = "grub"` profile; panics with the console and log if it does not
 /// power off, and prints the boot time.
-fn boot_signed(firmware: Firmware, mac: MacAddr) -> Booted {
+fn boot_signed(firmware: Firmware, mode: Dhcp, mac: MacAddr) -> Booted {
     need_root();
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(
+    let config = write_config_mode(
         dir.path(),
         &format!("[[nodes]]\nmac = \"{mac}\"\nhostname = \"sb1\"\nprofile = \"sb\"\n"),
+        mode,
     );
     let assets = dir.path().join("state/assets");
     if firmware == Firmware::Arm64Uefi {
@@ -157,20 +172,40 @@ fn boot_signed(firmware: Firmware, mac: MacAddr) -> Booted {
     }
 
     let ns = Netns::new().expect("network namespace");
+    if mode == Dhcp::Proxy {
+        let mut cmd = ns.cmd("dnsmasq");
+        cmd.args([
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--interface=br0",
+            "--bind-interfaces",
+            "--dhcp-range=10.77.0.100,10.77.0.199,1h",
+            "--leasefile-ro",
+        ])
+        .arg(format!(
+            "--pid-file={}",
+            dir.path().join("dnsmasq.pid").display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        ns.spawn(cmd).expect("dnsmasq");
+    }
     let log = start_bootd(&ns, dir.path(), &config);
     let socket = dir.path().join("state/control.sock");
     let serial = dir.path().join("serial.log");
     let mut qemu = Qemu::launch(&ns, &QemuConfig::new(firmware, mac, &serial)).expect("qemu");
     let exit = qemu.wait(BOOT_TIMEOUT);
     let bootd_log = std::fs::read_to_string(&log).unwrap_or_default();
-    let exit = exit.unwrap_or_else(|e| panic!("{firmware:?}: {e}\n--- bootd log ---\n{bootd_log}"));
+    let exit = exit
+        .unwrap_or_else(|e| panic!("{firmware:?}/{mode:?}: {e}\n--- bootd log ---\n{bootd_log}"));
     let console = qemu.serial();
     let node = control(&socket, &format!("/api/v1/nodes/{mac}"));
     let steps = history(&node);
     let mut phases: Vec<String> = steps.iter().map(|(to, _)| to.clone()).collect();
     phases.dedup();
     let context = format!(
-        "{firmware:?}: history {steps:?}\n--- serial ---\n{console}\n--- bootd log ---\n{bootd_log}"
+        "{firmware:?}/{mode:?}: history {steps:?}\n--- serial ---\n{console}\n--- bootd log ---\n{bootd_log}"
     );
     assert!(
         phases
@@ -195,7 +230,7 @@ fn boot_signed(firmware: Firmware, mac: MacAddr) -> Booted {
         eprintln!("  {firmware:?} bootd: {line}");
     }
     eprintln!(
-        "BOOT {firmware:?} Full: {:.1} s to poweroff ({:?}), history {phases:?}",
+        "BOOT {firmware:?} {mode:?}: {:.1} s to poweroff ({:?}), history {phases:?}",
         exit.elapsed.as_secs_f64(),
         qemu.accel()
     );
@@ -208,10 +243,16 @@ fn boot_signed(firmware: Firmware, mac: MacAddr) -> Booted {
 
 #[test]
 fn uefi_secure_boot_shim_grub_kernel_full() {
-    let b = boot_signed(
-        Firmware::UefiSecureBoot,
-        MacAddr([0x52, 0x54, 0x00, 0x5b, 0x00, 0x01]),
-    );
+    secure_boot(Dhcp::Full, MacAddr([0x52, 0x54, 0x00, 0x5b, 0x00, 0x01]));
+}
+
+#[test]
+fn uefi_secure_boot_shim_grub_kernel_proxy() {
+    secure_boot(Dhcp::Proxy, MacAddr([0x52, 0x54, 0x00, 0x5b, 0x00, 0x03]));
+}
+
+fn secure_boot(mode: Dhcp, mac: MacAddr) {
+    let b = boot_signed(Firmware::UefiSecureBoot, mode, mac);
     // The guest read SecureBoot=1 from efivarfs and said so in its phase message.
     assert!(
         b.node["message"]
@@ -229,6 +270,7 @@ fn uefi_secure_boot_shim_grub_kernel_full() {
 fn arm64_uefi_shim_grub_kernel_full() {
     let b = boot_signed(
         Firmware::Arm64Uefi,
+        Dhcp::Full,
         MacAddr([0x52, 0x54, 0x00, 0x5b, 0x00, 0x02]),
     );
     // AAVMF's default variable store has no keys enrolled: shim runs, Secure Boot is off.
