@@ -149,7 +149,11 @@ fn boot_signed(firmware: Firmware, mode: Dhcp, mac: MacAddr) -> Booted {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config_mode(
         dir.path(),
-        &format!("[[nodes]]\nmac = \"{mac}\"\nhostname = \"sb1\"\nprofile = \"sb\"\n"),
+        // `quiet`: the emulated UART costs seconds per boot under TCG.
+        &format!(
+            "[[nodes]]\nmac = \"{mac}\"\nhostname = \"sb1\"\nprofile = \"sb\"\n\
+             vars = {{ kernel_args = \"quiet\" }}\n"
+        ),
         mode,
     );
     let assets = dir.path().join("state/assets");

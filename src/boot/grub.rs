@@ -69,6 +69,16 @@ mod tests {
             "{linux}"
         );
         assert!(out.contains("initrd /initrd.gz"), "{out}");
+        let mut quiet = node.clone();
+        quiet
+            .vars
+            .insert("kernel_args".into(), serde_json::json!("quiet loglevel=3"));
+        let ctx = Context::new(&quiet, "sb", "x86_64-efi", "tok".into(), "http://h:8080");
+        let out = t.render(DEFAULT_TEMPLATE, &ctx).expect("render");
+        assert!(
+            out.contains("bootd.token=tok quiet loglevel=3; then"),
+            "{out}"
+        );
         let arm = Context::new(&node, "sb", "arm64-efi", "tok".into(), "http://h:8080");
         let out = t.render(DEFAULT_TEMPLATE, &arm).expect("render");
         assert!(out.contains("linux /arm64/vmlinuz"), "{out}");
