@@ -145,11 +145,24 @@ impl Services {
 pub fn mac_of_peer(ip: IpAddr) -> Option<MacAddr> {
     let IpAddr::V4(ip) = ip else { return None };
     let table = std::fs::read_to_string("/proc/net/arp").ok()?;
+    mac_in_arp_table(&table, ip)
+}
+
+/// `ATF_COM` in `/proc/net/arp`'s flags: the entry is resolved. An unresolved entry
+/// (a peer that did not answer ARP) shows the address 00:00:00:00:00:00.
+const ARP_COMPLETE: u32 = 0x2;
+
+/// The resolved MAC of `ip` in the text of `/proc/net/arp`.
+fn mac_in_arp_table(table: &str, ip: Ipv4Addr) -> Option<MacAddr> {
     table.lines().skip(1).find_map(|line| {
         let mut f = line.split_whitespace();
         let addr: Ipv4Addr = f.next()?.parse().ok()?;
-        let hw = f.nth(2)?;
-        (addr == ip).then(|| hw.parse().ok()).flatten()
+        let flags = f.nth(1)?;
+        let hw = f.next()?;
+        let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16).ok()?;
+        (addr == ip && flags & ARP_COMPLETE != 0)
+            .then(|| hw.parse().ok())
+            .flatten()
     })
 }
 
@@ -167,6 +180,7 @@ impl crate::tftp::Observer for TftpObserver {
             &cfg.boot.arm64_file,
         ];
         let is_boot_file = boot_files.iter().any(|f| f.trim_start_matches('/') == path)
+            || crate::boot::grub::CHAIN_FILES.contains(&path)
             || cfg.profiles.values().any(|p| {
                 [&p.bios_file, &p.efi_file, &p.arm64_file]
                     .iter()
@@ -201,8 +215,154 @@ impl crate::tftp::Observer for TftpObserver {
         });
     }
 
-    fn virtual_file(&self, _peer: SocketAddr, _path: &str) -> Option<bytes::Bytes> {
-        None
+    fn virtual_file(&self, peer: SocketAddr, path: &str) -> Option<bytes::Bytes> {
+        if !crate::boot::grub::is_config(path) {
+            return None;
+        }
+        let rendered = self.render_grub_config(peer);
+        if rendered.is_none() {
+            tracing::debug!(%peer, path, "no per-node GRUB config: serving the file on disk, if any");
+        }
+        rendered
+    }
+}
+
+impl TftpObserver {
+    /// The node behind a TFTP peer: the neighbour table on the local segment, else the
+    /// DHCP lease of the address (full mode, and clients behind a relay).
+    fn mac_for(&self, ip: IpAddr) -> Option<MacAddr> {
+        if let Some(mac) = mac_of_peer(ip) {
+            return Some(mac);
+        }
+        let IpAddr::V4(ip) = ip else { return None };
+        let now = std::time::SystemTime::now();
+        // A small indexed read, and only for a GRUB config request whose peer the
+        // neighbour table does not know.
+        let rows = match self.app.store.load_leases() {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(%ip, error = %e, "cannot read leases to find a TFTP peer's MAC");
+                return None;
+            }
+        };
+        rows.iter()
+            .filter_map(lease_from_row)
+            .find(|l| {
+                l.ip == ip
+                    && l.expires > now
+                    && matches!(
+                        l.state,
+                        crate::dhcp::LeaseState::Bound | crate::dhcp::LeaseState::Offered
+                    )
+            })
+            .map(|l| {
+                tracing::debug!(%ip, mac = %l.mac, "TFTP peer named by its DHCP lease");
+                l.mac
+            })
+    }
+
+    /// Renders the GRUB template of the peer's node when its selected profile boots
+    /// through GRUB, and records `ipxe_boot` like a fetched iPXE script; None leaves the
+    /// request to the file on disk (an operator's default `grub/grub.cfg`, or not found).
+    fn render_grub_config(&self, peer: SocketAddr) -> Option<bytes::Bytes> {
+        let mac = self.mac_for(peer.ip())?;
+        let node = self.app.registry.get(mac)?;
+        let cfg = self.app.config();
+        let sel = crate::boot::select(Some(&node), &cfg);
+        if !crate::boot::grub::uses_grub(&cfg, &sel.profile) {
+            tracing::info!(%mac, %peer, profile = %sel.profile,
+                "GRUB asked for its config, but the node's profile is not loader = \"grub\"");
+            return None;
+        }
+        let arch = self.app.arch_of(mac).unwrap_or("x86_64-efi");
+        let tok = self.app.tokens.token(mac, node.token_gen);
+        let ctx = crate::boot::Context::new(
+            &node,
+            &sel.profile,
+            arch,
+            tok.clone(),
+            &cfg.server.public_url,
+        );
+        let body = match self.app.templates().render(&sel.script, &ctx) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(%mac, template = %sel.script, error = %e, "GRUB config render failed");
+                return None;
+            }
+        };
+        self.app.metrics.renders.inc();
+        tracing::info!(%mac, %peer, profile = %sel.profile, template = %sel.script, arch,
+            "rendered GRUB config over TFTP");
+        let app = self.app.clone();
+        let message = format!("{} {} (tftp)", sel.profile, sel.script);
+        let one_shot = sel.one_shot;
+        tokio::spawn(async move {
+            // The token is noted before the phase so the kernel's first callback finds it.
+            if let Err(e) = app
+                .registry
+                .note_token(mac, crate::nodes::token::hash(&tok))
+                .await
+            {
+                tracing::warn!(%mac, error = %e, "cannot record the GRUB config's token");
+                return;
+            }
+            let req = PhaseRequest {
+                to: Phase::IpxeBoot,
+                progress: None,
+                message,
+                source: "tftp".into(),
+                force: false,
+            };
+            if let Err(e) = app.registry.transition(mac, req).await {
+                tracing::debug!(%mac, error = %e, "ipxe_boot (GRUB config) not recorded");
+            }
+            if one_shot {
+                // Install once, as for an iPXE script: the next boot is from disk again.
+                let back = crate::nodes::NodePatch {
+                    next_boot: Some(String::new()),
+                    boot: Some("local".into()),
+                    ..crate::nodes::NodePatch::default()
+                };
+                if let Err(e) = app.registry.set(mac, &back).await {
+                    tracing::warn!(%mac, error = %e, "cannot consume the one-shot next boot");
+                }
+            }
+        });
+        Some(bytes::Bytes::from(body))
+    }
+}
+
+/// A node's boot-file overrides, merged: its own, else its profile's, else the signed
+/// shim when the profile boots through GRUB; None keeps the `[boot]` default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BootFiles {
+    bios: Option<String>,
+    efi: Option<String>,
+    arm64: Option<String>,
+    grub: bool,
+}
+
+fn boot_files(
+    spec: Option<&crate::config::NodeSpec>,
+    prof: Option<&crate::config::Profile>,
+) -> BootFiles {
+    let pick = |from_spec: Option<&Option<String>>, from_prof: Option<&Option<String>>| {
+        from_spec
+            .cloned()
+            .flatten()
+            .or_else(|| from_prof.cloned().flatten())
+    };
+    let grub = prof.is_some_and(|p| p.loader == crate::config::Loader::Grub);
+    // A GRUB profile starts the signed chain: shim, which then loads GRUB from the TFTP
+    // root. BIOS has no Secure Boot and keeps iPXE.
+    let chain = |file: &str| grub.then(|| file.to_string());
+    BootFiles {
+        bios: pick(spec.map(|s| &s.bios_file), prof.map(|p| &p.bios_file)),
+        efi: pick(spec.map(|s| &s.efi_file), prof.map(|p| &p.efi_file))
+            .or_else(|| chain(crate::boot::grub::SHIM_X64)),
+        arm64: pick(spec.map(|s| &s.arm64_file), prof.map(|p| &p.arm64_file))
+            .or_else(|| chain(crate::boot::grub::SHIM_ARM64)),
+        grub,
     }
 }
 
@@ -218,23 +378,16 @@ impl crate::dhcp::Backend for DhcpBackend {
             return crate::dhcp::NodeBoot::default();
         };
         let cfg = self.app.config();
-        let spec = cfg.node(mac);
         let profile = crate::boot::select(Some(&node), &cfg).profile;
-        let prof = cfg.profiles.get(&profile);
-        let pick = |from_spec: Option<&Option<String>>, from_prof: Option<&Option<String>>| {
-            from_spec
-                .cloned()
-                .flatten()
-                .or_else(|| from_prof.cloned().flatten())
-        };
+        let files = boot_files(cfg.node(mac), cfg.profiles.get(&profile));
         crate::dhcp::NodeBoot {
             known: true,
             reserved_ip: node.ip,
             hostname: node.hostname.clone(),
-            bios_file: pick(spec.map(|s| &s.bios_file), prof.map(|p| &p.bios_file)),
-            efi_file: pick(spec.map(|s| &s.efi_file), prof.map(|p| &p.efi_file)),
-            arm64_file: pick(spec.map(|s| &s.arm64_file), prof.map(|p| &p.arm64_file)),
-            loader_grub: prof.is_some_and(|p| p.loader == crate::config::Loader::Grub),
+            bios_file: files.bios,
+            efi_file: files.efi,
+            arm64_file: files.arm64,
+            loader_grub: files.grub,
         }
     }
 
@@ -356,4 +509,68 @@ fn lease_from_row(r: &crate::store::LeaseRow) -> Option<crate::dhcp::Lease> {
             _ => Offered,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(text: &str) -> Config {
+        Config::parse_str(text, Path::new("t.toml"), &|_: &Path, _: &str| true)
+            .unwrap_or_else(|e| panic!("config: {e}"))
+    }
+
+    const NODES: &str = "[server]\nhttp_listen = \"127.0.0.1:8080\"\n\
+        [profiles.sb]\nscript = \"grub.cfg\"\nloader = \"grub\"\n\
+        [profiles.own]\nscript = \"grub.cfg\"\nloader = \"grub\"\nefi_file = \"own/shim.efi\"\n\
+        [profiles.plain]\nscript = \"p.ipxe\"\n\
+        [[nodes]]\nmac = \"52:54:00:00:00:01\"\nprofile = \"sb\"\n\
+        [[nodes]]\nmac = \"52:54:00:00:00:02\"\nprofile = \"sb\"\nefi_file = \"node/shim.efi\"\n\
+        [[nodes]]\nmac = \"52:54:00:00:00:03\"\nprofile = \"own\"\n\
+        [[nodes]]\nmac = \"52:54:00:00:00:04\"\nprofile = \"plain\"\n";
+
+    fn files(cfg: &Config, last: u8) -> BootFiles {
+        let mac = MacAddr([0x52, 0x54, 0, 0, 0, last]);
+        let spec = cfg.node(mac);
+        let profile = spec.and_then(|s| s.profile.clone()).unwrap_or_default();
+        boot_files(spec, cfg.profiles.get(&profile))
+    }
+
+    #[test]
+    fn only_resolved_neighbours_name_a_peer() {
+        let table =
+            "IP address       HW type     Flags       HW address            Mask     Device\n\
+            10.77.0.100      0x1         0x2         52:54:00:5b:00:01     *        br0\n\
+            10.77.0.101      0x1         0x0         00:00:00:00:00:00     *        br0\n\
+            10.77.0.102      0x1         0x6         52:54:00:5b:00:03     *        br0\n";
+        let ip = |last| Ipv4Addr::new(10, 77, 0, last);
+        assert_eq!(
+            mac_in_arp_table(table, ip(100)),
+            Some(MacAddr([0x52, 0x54, 0, 0x5b, 0, 1]))
+        );
+        assert_eq!(mac_in_arp_table(table, ip(101)), None, "incomplete entry");
+        assert_eq!(
+            mac_in_arp_table(table, ip(102)),
+            Some(MacAddr([0x52, 0x54, 0, 0x5b, 0, 3])),
+            "permanent entry"
+        );
+        assert_eq!(mac_in_arp_table(table, ip(103)), None);
+        assert_eq!(mac_in_arp_table("garbage\n1.2.3.4 x", ip(100)), None);
+    }
+
+    #[test]
+    fn grub_profiles_hand_out_the_signed_shim_unless_overridden() {
+        let cfg = config(NODES);
+        let sb = files(&cfg, 1);
+        assert_eq!(sb.efi.as_deref(), Some("shimx64.efi"));
+        assert_eq!(sb.arm64.as_deref(), Some("shimaa64.efi"));
+        assert_eq!(sb.bios, None, "BIOS keeps the [boot] default");
+        assert!(sb.grub);
+        assert_eq!(files(&cfg, 2).efi.as_deref(), Some("node/shim.efi"));
+        assert_eq!(files(&cfg, 2).arm64.as_deref(), Some("shimaa64.efi"));
+        assert_eq!(files(&cfg, 3).efi.as_deref(), Some("own/shim.efi"));
+        let plain = files(&cfg, 4);
+        assert_eq!((plain.efi, plain.arm64, plain.grub), (None, None, false));
+    }
 }

@@ -1,6 +1,8 @@
 //! Which machine boots what: profile selection per MAC (node, group, default), the
 //! one-shot next boot, and the minijinja templates, compiled once per config load.
 
+pub mod grub;
+
 use crate::config::{BootMode, Config};
 use crate::nodes::Node;
 use minijinja::Environment;
@@ -17,6 +19,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "local.ipxe",
         include_str!("../../boot-assets/templates/local.ipxe"),
+    ),
+    (
+        grub::DEFAULT_TEMPLATE,
+        include_str!("../../boot-assets/templates/grub.cfg"),
     ),
 ];
 

@@ -19,7 +19,7 @@ pub mod util;
 pub use bootd::mac::MacAddr;
 
 pub use error::HarnessError;
-pub use guest::{guest, GuestImage};
+pub use guest::{guest, guest_arm64, signed_chain, signed_chain_arm64, GuestImage, SignedChain};
 pub use netns::{Netns, NetnsConfig};
 pub use pcap::{read_udp, Capture, UdpDatagram};
 pub use qemu::{accel, Accel, Firmware, Qemu, QemuConfig, QemuExit, Smbios};

@@ -1,5 +1,5 @@
-//! `Qemu`: one x86-64 PXE client (SeaBIOS + iPXE ROM, OVMF + iPXE ROM, or OVMF's own PXE)
-//! on a namespace's tap, with a serial log; killed on drop. Also the KVM-or-TCG probe.
+//! `Qemu`: one x86-64 PXE client (SeaBIOS + iPXE, OVMF + iPXE, OVMF's own PXE with or
+//! without Secure Boot) on a namespace's tap, with a serial log; killed on drop. KVM probe.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,18 @@ pub const QEMU: &str = "qemu-system-x86_64";
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 /// The variable store copied for every UEFI run (the guest may write to it).
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// OVMF built for Secure Boot (needs SMM and a secure flash).
+pub const OVMF_CODE_SECBOOT: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+/// A variable store with Microsoft's keys enrolled and Secure Boot enforced.
+pub const OVMF_VARS_MS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
+/// The QEMU binary for ARM64 clients (Debian package `qemu-system-arm`).
+pub const QEMU_ARM64: &str = "qemu-system-aarch64";
+/// ARM64 UEFI firmware code and variable store template (`qemu-efi-aarch64`).
+pub const AAVMF_CODE: &str = "/usr/share/AAVMF/AAVMF_CODE.fd";
+/// The ARM64 variable store copied for every run.
+pub const AAVMF_VARS: &str = "/usr/share/AAVMF/AAVMF_VARS.fd";
+/// Guest memory under Secure Boot (shim, GRUB and the kernel need more than the default).
+pub const SECURE_BOOT_MEMORY_MIB: u32 = 512;
 /// Guest memory.
 pub const DEFAULT_MEMORY_MIB: u32 = 256;
 /// How long the KVM probe lets OVMF run before calling KVM usable; on hosts where KVM
@@ -39,6 +51,11 @@ pub enum Firmware {
     UefiIpxe,
     /// OVMF's own PXE client (`romfile=` empty: no iPXE), like most real servers.
     UefiNative,
+    /// OVMF's own PXE client with Secure Boot enforced and Microsoft's keys enrolled:
+    /// only signed loaders (shim, then GRUB and kernels it trusts) run.
+    UefiSecureBoot,
+    /// An ARM64 `virt` machine (Cortex-A57, always TCG here) running AAVMF's own PXE.
+    Arm64Uefi,
 }
 
 impl Firmware {
@@ -54,7 +71,27 @@ impl Firmware {
     pub fn vendor_class_prefix(self) -> &'static str {
         match self {
             Firmware::BiosIpxe => "PXEClient:Arch:00000",
-            Firmware::UefiIpxe | Firmware::UefiNative => "PXEClient:Arch:00007",
+            Firmware::UefiIpxe | Firmware::UefiNative | Firmware::UefiSecureBoot => {
+                "PXEClient:Arch:00007"
+            }
+            Firmware::Arm64Uefi => "PXEClient:Arch:00011",
+        }
+    }
+
+    /// Whether the firmware's own PXE client boots (the NIC has no iPXE ROM).
+    pub fn is_native_pxe(self) -> bool {
+        matches!(
+            self,
+            Firmware::UefiNative | Firmware::UefiSecureBoot | Firmware::Arm64Uefi
+        )
+    }
+
+    /// The OVMF code and the variable store template of a UEFI run.
+    fn ovmf(self) -> (&'static str, &'static str) {
+        match self {
+            Firmware::UefiSecureBoot => (OVMF_CODE_SECBOOT, OVMF_VARS_MS),
+            Firmware::Arm64Uefi => (AAVMF_CODE, AAVMF_VARS),
+            _ => (OVMF_CODE, OVMF_VARS),
         }
     }
 }
@@ -284,7 +321,10 @@ impl QemuConfig {
             mac,
             smbios: Smbios::default(),
             tap: "tap0".to_string(),
-            memory_mib: DEFAULT_MEMORY_MIB,
+            memory_mib: match firmware {
+                Firmware::UefiSecureBoot | Firmware::Arm64Uefi => SECURE_BOOT_MEMORY_MIB,
+                _ => DEFAULT_MEMORY_MIB,
+            },
             serial_log: serial_log.into(),
             accel: None,
             extra_args: Vec::new(),
@@ -316,7 +356,12 @@ pub struct Qemu<'ns> {
 impl<'ns> Qemu<'ns> {
     /// Starts the client inside `ns` on `config.tap`, with `-no-reboot` and `-boot n`.
     pub fn launch(ns: &'ns Netns, config: &QemuConfig) -> Result<Qemu<'ns>, HarnessError> {
-        let accel = config.accel.unwrap_or_else(accel);
+        let arm64 = config.firmware == Firmware::Arm64Uefi;
+        // KVM here is x86 only: an ARM64 guest is always emulated.
+        let accel = match arm64 {
+            true => Accel::Tcg,
+            false => config.accel.unwrap_or_else(accel),
+        };
         let s = &config.smbios;
         let mut smbios = format!(
             "type=1,manufacturer={},product={},serial={}",
@@ -327,12 +372,21 @@ impl<'ns> Qemu<'ns> {
             smbios.push_str(uuid);
         }
         let mut nic = format!("virtio-net-pci,netdev=n0,mac={},bootindex=1", config.mac);
-        if config.firmware == Firmware::UefiNative {
+        if config.firmware.is_native_pxe() {
             nic.push_str(",romfile=");
         }
-        let mut cmd = ns.cmd(QEMU);
-        cmd.args(["-machine", "q35", "-accel", accel.as_arg()])
-            .args(["-m", &config.memory_mib.to_string(), "-smp", "1"])
+        let machine = match config.firmware {
+            // Secure Boot OVMF keeps its variables in SMM-protected flash.
+            Firmware::UefiSecureBoot => "q35,smm=on",
+            Firmware::Arm64Uefi => "virt",
+            _ => "q35",
+        };
+        let mut cmd = ns.cmd(if arm64 { QEMU_ARM64 } else { QEMU });
+        cmd.args(["-machine", machine, "-accel", accel.as_arg()]);
+        if arm64 {
+            cmd.args(["-cpu", "cortex-a57"]);
+        }
+        cmd.args(["-m", &config.memory_mib.to_string(), "-smp", "1"])
             .args([
                 "-display",
                 "none",
@@ -352,10 +406,14 @@ impl<'ns> Qemu<'ns> {
             .args(["-device", &nic, "-boot", "n"]);
         let vars = if config.firmware.is_uefi() {
             let dir = tempfile::tempdir().map_err(|e| HarnessError::io("make a temp dir", e))?;
+            let (code, vars) = config.firmware.ovmf();
             let copy = dir.path().join("OVMF_VARS_4M.fd");
-            std::fs::copy(OVMF_VARS, &copy).map_err(|e| HarnessError::file(OVMF_VARS, e))?;
+            std::fs::copy(vars, &copy).map_err(|e| HarnessError::file(vars, e))?;
+            if config.firmware == Firmware::UefiSecureBoot {
+                cmd.args(["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+            }
             cmd.arg("-drive")
-                .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
+                .arg(format!("if=pflash,format=raw,readonly=on,file={code}"))
                 .arg("-drive")
                 .arg(format!("if=pflash,format=raw,file={}", copy.display()));
             Some(dir)

@@ -4,7 +4,9 @@
 #
 # Usage: tests/guest/build-guest.sh            (prints vmlinuz=PATH and initrd=PATH)
 # Cache: ${BOOTD_TEST_CACHE:-/var/cache/bootd-tests} (downloads and results; never the repo).
-# Overrides: BOOTD_GUEST_KERNEL_PKG=linux-image-6.1.0-N-amd64 to pin the kernel package.
+# Overrides: BOOTD_GUEST_KERNEL_PKG=linux-image-6.1.0-N-amd64 to pin the kernel package;
+#            BOOTD_GUEST_ARCH=arm64 for an ARM64 guest (needs `dpkg --add-architecture arm64`
+#            and `apt-get update`: its kernel and busybox-static come as arm64 packages).
 # Idempotent and safe to run concurrently (flock on the cache); logs go to stderr.
 set -euo pipefail
 
@@ -13,6 +15,8 @@ SELF="$(readlink -f "${BASH_SOURCE[0]}")"
 # Loaded in this order; some may be built into the kernel, which is fine.
 MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net"
 LOCK_WAIT_SECS=900
+ARCH="${BOOTD_GUEST_ARCH:-amd64}"
+HOST_ARCH="$(dpkg --print-architecture)"
 
 log() { printf 'build-guest: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -24,14 +28,14 @@ flock -w "$LOCK_WAIT_SECS" 9 || die "could not lock $CACHE/.build-guest.lock wit
 # --- which kernel package -------------------------------------------------------------
 kernel_pkg_from_apt() {
     # The meta package depends on exactly one versioned image package.
-    apt-cache depends linux-image-amd64 2>/dev/null \
-        | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n1
+    apt-cache depends "linux-image-$ARCH:$ARCH" 2>/dev/null \
+        | sed -n "s/^ *Depends: \(linux-image-[0-9][^ :]*-$ARCH\)\(:$ARCH\)\{0,1\}\$/\1/p" | head -n1
 }
 pkg="${BOOTD_GUEST_KERNEL_PKG:-}"
 if [ -z "$pkg" ]; then
     pkg="$(kernel_pkg_from_apt)"
     if [ -z "$pkg" ]; then
-        log "apt-cache knows no linux-image-amd64 yet: running apt-get update"
+        log "apt-cache knows no linux-image-$ARCH yet: running apt-get update"
         apt-get update -qq </dev/null >&2 || die "apt-get update failed"
         pkg="$(kernel_pkg_from_apt)"
     fi
@@ -51,13 +55,13 @@ work="$(mktemp -d "$CACHE/guest/.work.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 # --- kernel ---------------------------------------------------------------------------
-deb="$(ls "$CACHE"/debs/"${pkg}"_*.deb 2>/dev/null | head -n1 || true)"
+deb="$(ls "$CACHE"/debs/"${pkg}"_*_"$ARCH".deb 2>/dev/null | head -n1 || true)"
 if [ -z "$deb" ]; then
     log "downloading $pkg"
     # apt-get download writes into the current directory; _apt cannot always read it, so
     # its sandbox warning is expected and harmless.
-    (cd "$work" && apt-get download "$pkg" </dev/null >&2) || die "apt-get download $pkg failed"
-    dl="$(ls "$work"/"${pkg}"_*.deb | head -n1)"
+    (cd "$work" && apt-get download "$pkg:$ARCH" </dev/null >&2) || die "apt-get download $pkg:$ARCH failed"
+    dl="$(ls "$work"/"${pkg}"_*_"$ARCH".deb | head -n1)"
     mv "$dl" "$CACHE/debs/"
     deb="$CACHE/debs/$(basename "$dl")"
 fi
@@ -71,18 +75,20 @@ moddir="$work/kernel/lib/modules/$kver"
 
 # --- busybox --------------------------------------------------------------------------
 busybox=""
-for candidate in /bin/busybox /usr/bin/busybox; do
+# The host's busybox only serves a guest of the host's architecture.
+[ "$ARCH" = "$HOST_ARCH" ] && candidates="/bin/busybox /usr/bin/busybox" || candidates=""
+for candidate in $candidates; do
     if [ -x "$candidate" ] && file -L "$candidate" | grep -q 'statically linked'; then
         busybox="$candidate"; break
     fi
 done
 if [ -z "$busybox" ]; then
-    bdeb="$(ls "$CACHE"/debs/busybox-static_*.deb 2>/dev/null | head -n1 || true)"
+    bdeb="$(ls "$CACHE"/debs/busybox-static_*_"$ARCH".deb 2>/dev/null | head -n1 || true)"
     if [ -z "$bdeb" ]; then
-        log "no static busybox installed: downloading busybox-static"
-        (cd "$work" && apt-get download busybox-static </dev/null >&2) || die "apt-get download busybox-static failed"
-        mv "$work"/busybox-static_*.deb "$CACHE/debs/"
-        bdeb="$(ls "$CACHE"/debs/busybox-static_*.deb | head -n1)"
+        log "no static busybox for $ARCH installed: downloading busybox-static:$ARCH"
+        (cd "$work" && apt-get download "busybox-static:$ARCH" </dev/null >&2) || die "apt-get download busybox-static:$ARCH failed"
+        mv "$work"/busybox-static_*_"$ARCH".deb "$CACHE/debs/"
+        bdeb="$(ls "$CACHE"/debs/busybox-static_*_"$ARCH".deb | head -n1)"
     fi
     dpkg-deb -x "$bdeb" "$work/bb"
     busybox="$work/bb/bin/busybox"
@@ -230,7 +236,15 @@ EOF
 chmod 755 "$root/init"
 
 log "packing initramfs"
-(cd "$root" && find . | LC_ALL=C sort | "$busybox" cpio -o -H newc 2>/dev/null) | gzip -9n >"$work/initrd.gz"
+# cpio runs here, so a foreign-architecture guest is packed with the host's tools.
+if [ "$ARCH" = "$HOST_ARCH" ]; then
+    pack() { "$busybox" cpio -o -H newc 2>/dev/null; }
+elif command -v cpio >/dev/null; then
+    pack() { cpio -o -H newc --quiet; }
+else
+    pack() { busybox cpio -o -H newc 2>/dev/null; }
+fi
+(cd "$root" && find . | LC_ALL=C sort | pack) | gzip -9n >"$work/initrd.gz"
 [ -s "$work/initrd.gz" ] || die "initramfs is empty"
 cp "$vmlinuz_src" "$work/vmlinuz"
 
