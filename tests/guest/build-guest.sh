@@ -43,7 +43,7 @@ fi
 [ -n "$pkg" ] || die "cannot determine the kernel package (is Debian's apt configured?)"
 
 # The result is keyed by kernel package and this script's content, so editing /init rebuilds.
-script_sum="$(sha256sum "$SELF" | cut -c1-12)"
+script_sum="$(cat "$SELF" "$(dirname "$SELF")/../../boot-assets/agent/bootd-report" | sha256sum | cut -c1-12)"
 out="$CACHE/guest/$pkg-$script_sum"
 if [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.gz" ]; then
     log "cached: $out"
@@ -100,6 +100,21 @@ root="$work/root"
 mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,run,tmp,root,lib/modules,usr/share/udhcpc}
 cp "$busybox" "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
+# Discovery: dmidecode and lshw with their libraries, and bootd's hardware agent, so a
+# boot with bootd.hardware_url= reports this machine (host architecture only).
+if [ "$ARCH" = "$HOST_ARCH" ]; then
+    for tool in dmidecode lshw; do
+        bin="$(command -v "$tool" || true)"
+        [ -n "$bin" ] || { log "$tool: not installed on the host (skipped)"; continue; }
+        cp "$bin" "$root/bin/$tool"
+        for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
+            mkdir -p "$root$(dirname "$lib")"
+            cp -L "$lib" "$root$lib"
+        done
+    done
+    cp "$(dirname "$SELF")/../../boot-assets/agent/bootd-report" "$root/bin/bootd-report"
+    chmod 755 "$root/bin/bootd-report"
+fi
 # A console node lets the kernel attach /init's stdio before devtmpfs is mounted.
 mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null || log "mknod /dev/console failed (not root?): /init reopens it"
 
@@ -190,12 +205,13 @@ for m in $(cat /lib/modules/order); do
     insmod "/lib/modules/$m.ko" 2>/dev/null || say "insmod $m failed"
 done
 
-phase_url=""; token=""; phase=installing
+phase_url=""; token=""; phase=installing; hardware_url=""; explicit_phase=""
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         bootd.phase_url=*) phase_url="${arg#bootd.phase_url=}" ;;
         bootd.token=*) token="${arg#bootd.token=}" ;;
-        bootd.phase=*) phase="${arg#bootd.phase=}" ;;
+        bootd.phase=*) phase="${arg#bootd.phase=}"; explicit_phase=1 ;;
+        bootd.hardware_url=*) hardware_url="${arg#bootd.hardware_url=}" ;;
     esac
 done
 
@@ -208,6 +224,15 @@ if ! udhcpc -i eth0 -s /usr/share/udhcpc/default.script -n -q -t 10 -T 2 -A 1; t
     finish
 fi
 
+if [ -n "$hardware_url" ]; then
+    # A discovery boot: report the hardware; a phase only when one was asked for.
+    if [ -x /bin/bootd-report ] && BOOTD_TRIES=3 /bin/bootd-report; then
+        say "hardware reported"
+    else
+        say "hardware report failed"
+    fi
+    [ -n "$explicit_phase" ] || finish
+fi
 if [ -z "$phase_url" ]; then
     say "no bootd.phase_url on the kernel command line"
     finish
