@@ -22,7 +22,7 @@ PACKAGES=(
     qemu-system-x86 ipxe ovmf busybox-static file xz-utils
     dnsmasq-base atftp tftp-hpa curl iproute2 tcpdump udhcpc isc-dhcp-client kea-admin
     sqlite3 python3 build-essential pkg-config lshw dmidecode
-    debootstrap zstd systemd chromium
+    debootstrap zstd systemd chromium qemu-system-arm qemu-efi-aarch64 cpio
 )
 APT_LOCK_WAIT_SECS=600
 APT_TRIES=3
@@ -53,7 +53,13 @@ install_packages() {
     if [ "$force" = yes ]; then
         missing=("${PACKAGES[@]}")
     fi
-    if [ "${#missing[@]}" -eq 0 ]; then
+    # The ARM64 boot test downloads arm64 kernel, shim and GRUB packages.
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        [ "$(id -u)" -eq 0 ] || die "dpkg needs the arm64 architecture and we are not root"
+        dpkg --add-architecture arm64
+        force=yes
+    fi
+    if [ "${#missing[@]}" -eq 0 ] && [ "$force" != yes ]; then
         echo "all ${#PACKAGES[@]} test packages are installed"
         return 0
     fi
