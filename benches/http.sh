@@ -76,7 +76,7 @@ cat >"$work/macs.lua" <<'LUA'
 local i = 0
 request = function()
   i = (i + 1) % 10000
-  return wrk.format("GET", string.format("/boot/02:00:00:00:%02x:%02x.ipxe", i // 256, i % 256))
+  return wrk.format("GET", string.format("/boot/02:00:00:00:%02x:%02x.ipxe", math.floor(i / 256), i % 256))
 end
 LUA
 # Every node's first render records ipxe_boot; warm up so the runs measure steady renders.

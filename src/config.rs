@@ -336,7 +336,23 @@ pub struct Profile {
     pub arm64_file: Option<String>,
     /// URL POSTed by `bootctl reprovision` to power-cycle a machine into its install.
     pub power_cycle: Option<String>,
+    /// Hardware facts that select this profile for a node with no profile of its own
+    /// (`match = { product = "PowerEdge R650" }`); every fact must equal the inventory's.
+    #[serde(rename = "match")]
+    pub matches: BTreeMap<String, String>,
 }
+
+/// Inventory facts a profile's `match` may name.
+pub const MATCH_FACTS: &[&str] = &[
+    "vendor",
+    "product",
+    "serial",
+    "sku",
+    "uuid",
+    "bios_vendor",
+    "boot_mode",
+    "cpu_model",
+];
 
 /// `[groups.NAME]`.
 #[derive(Debug, Clone, Serialize)]
@@ -868,6 +884,7 @@ impl Profile {
             efi_file: None,
             arm64_file: None,
             power_cycle: None,
+            matches: BTreeMap::new(),
         }
     }
 }
@@ -2173,6 +2190,7 @@ fn read_profiles(
                 "efi_file",
                 "arm64_file",
                 "power_cycle",
+                "match",
             ],
         );
         let script = p
@@ -2198,6 +2216,10 @@ fn read_profiles(
         let power_cycle = p
             .get("power_cycle")
             .and_then(|f| cx.parsed(&f, check_http_url));
+        let matches = p
+            .get("match")
+            .map(|f| read_match(cx, &f))
+            .unwrap_or_default();
         profiles.insert(
             entry.name.to_string(),
             Profile {
@@ -2210,10 +2232,36 @@ fn read_profiles(
                 efi_file,
                 arm64_file,
                 power_cycle,
+                matches,
             },
         );
     }
     profiles
+}
+
+/// `match = { fact = "value", ... }` of a profile: known facts, string values.
+fn read_match(cx: &mut Ctx<'_>, f: &Field<'_>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(table) = cx.table(f) else {
+        return out;
+    };
+    for fact in table.entries() {
+        if !MATCH_FACTS.contains(&fact.name) {
+            cx.error(
+                fact.key_at,
+                &fact.path,
+                format!(
+                    "unknown hardware fact; expected one of {}",
+                    MATCH_FACTS.join(", ")
+                ),
+            );
+            continue;
+        }
+        if let Some(value) = cx.string(&fact) {
+            out.insert(fact.name.to_string(), value.to_string());
+        }
+    }
+    out
 }
 
 /// A template file name, reported if `template_exists` does not know it.

@@ -268,7 +268,9 @@ impl TftpObserver {
         let mac = self.mac_for(peer.ip())?;
         let node = self.app.registry.get(mac)?;
         let cfg = self.app.config();
-        let sel = crate::boot::select(Some(&node), &cfg);
+        let sel = crate::boot::select_with_hardware(Some(&node), &cfg, &|| {
+            crate::http::latest_hardware(&self.app, mac)
+        });
         if !crate::boot::grub::uses_grub(&cfg, &sel.profile) {
             tracing::info!(%mac, %peer, profile = %sel.profile,
                 "GRUB asked for its config, but the node's profile is not loader = \"grub\"");
@@ -378,7 +380,11 @@ impl crate::dhcp::Backend for DhcpBackend {
             return crate::dhcp::NodeBoot::default();
         };
         let cfg = self.app.config();
-        let profile = crate::boot::select(Some(&node), &cfg).profile;
+        // Hardware matches read the store: only for nodes without a profile of their own.
+        let profile = crate::boot::select_with_hardware(Some(&node), &cfg, &|| {
+            crate::http::latest_hardware(&self.app, mac)
+        })
+        .profile;
         let files = boot_files(cfg.node(mac), cfg.profiles.get(&profile));
         crate::dhcp::NodeBoot {
             known: true,

@@ -195,3 +195,58 @@ fn the_agent_script_reports_this_machine_and_phases() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
 }
+
+#[test]
+fn profiles_are_chosen_by_hardware_facts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = dir.path().join("state/templates");
+    std::fs::create_dir_all(&t).expect("mkdir");
+    std::fs::write(
+        t.join("dell.ipxe"),
+        "#!ipxe\necho DELL-PROFILE {{ node.hardware.product }}\n",
+    )
+    .expect("write");
+    let d = Daemon::start_in(
+        dir,
+        "[profiles.dell]\nscript = \"dell.ipxe\"\nmatch = { vendor = \"Dell Inc.\", product = \"PowerEdge M630\" }\n",
+        &[],
+    );
+    let mac = "52:54:00:30:00:03";
+    let tok = token(&d, mac);
+    let (_, before) = d.curl(&[], &format!("/boot/{mac}.ipxe"));
+    assert!(before.contains("discovery/vmlinuz"), "{before}");
+    let report = serde_json::json!({ "dmidecode": data("dell-m630.dmidecode.txt") }).to_string();
+    assert_eq!(post(&d, mac, Some(&tok), &report).0, 200);
+    let (_, after) = d.curl(&[], &format!("/boot/{mac}.ipxe"));
+    assert!(after.contains("DELL-PROFILE PowerEdge M630"), "{after}");
+    // Another vendor's machine stays on the default.
+    let other = "52:54:00:30:00:04";
+    let tok2 = token(&d, other);
+    let report =
+        serde_json::json!({ "dmidecode": data("hpe-dl380-gen10.dmidecode.txt") }).to_string();
+    assert_eq!(post(&d, other, Some(&tok2), &report).0, 200);
+    let (_, script) = d.curl(&[], &format!("/boot/{other}.ipxe"));
+    assert!(script.contains("discovery/vmlinuz"), "{script}");
+}
+
+#[test]
+fn an_unknown_match_fact_is_a_config_error_with_its_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("b.toml");
+    std::fs::write(
+        &cfg,
+        "[profiles.x]\nscript = \"discovery.ipxe\"\nmatch = { colour = \"red\" }\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(common::daemon::bin("bootd"))
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("b.toml:3:11") && err.contains("profiles.x.match.colour"),
+        "{err}"
+    );
+}

@@ -84,7 +84,9 @@ impl Templates {
     /// renders each once with a sample context; all problems are reported together.
     pub fn load(cfg: &Config) -> Result<Templates, Vec<TemplateError>> {
         let mut env = Environment::new();
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+        // Chainable: `node.hardware.product` renders empty for a machine that has not
+        // reported yet instead of failing its boot.
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
         let mut names: BTreeSet<String> = BUILTIN.iter().map(|(n, _)| n.to_string()).collect();
         for p in cfg.profiles.values() {
             names.insert(p.script.clone());
@@ -184,6 +186,46 @@ fn read_limited(path: &Path) -> Result<String, String> {
 /// What `node` boots now: local disk, its one-shot next boot, its profile, its
 /// group's, or the default.
 pub fn select(node: Option<&Node>, cfg: &Config) -> Selection {
+    select_with_hardware(node, cfg, &|| None)
+}
+
+/// The value of one `match` fact in an inventory.
+fn fact(inv: &crate::hardware::Inventory, name: &str) -> Option<String> {
+    match name {
+        "vendor" => inv.vendor.clone(),
+        "product" => inv.product.clone(),
+        "serial" => inv.serial.clone(),
+        "sku" => inv.sku.clone(),
+        "uuid" => inv.uuid.clone(),
+        "bios_vendor" => inv.bios.vendor.clone(),
+        "boot_mode" => serde_json::to_value(inv.boot_mode)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string)),
+        "cpu_model" => inv.cpus.model.clone(),
+        _ => None,
+    }
+}
+
+/// The first profile (by name) whose every `match` fact equals the inventory's.
+pub fn matching_profile<'a>(cfg: &'a Config, inv: &crate::hardware::Inventory) -> Option<&'a str> {
+    cfg.profiles
+        .iter()
+        .filter(|(_, p)| !p.matches.is_empty())
+        .find(|(_, p)| {
+            p.matches
+                .iter()
+                .all(|(k, want)| fact(inv, k).as_deref() == Some(want.as_str()))
+        })
+        .map(|(name, _)| name.as_str())
+}
+
+/// Like [`select`], and a node with neither its own nor its group's profile gets the
+/// first profile whose `match` fits its hardware; `hardware` is read only then.
+pub fn select_with_hardware(
+    node: Option<&Node>,
+    cfg: &Config,
+    hardware: &dyn Fn() -> Option<crate::hardware::Inventory>,
+) -> Selection {
     let by_name = |name: &str, one_shot: bool| {
         let profile = cfg.profiles.get(name);
         Selection {
@@ -209,10 +251,18 @@ pub fn select(node: Option<&Node>, cfg: &Config) -> Selection {
         .as_ref()
         .and_then(|g| cfg.groups.get(g))
         .and_then(|g| g.profile.clone());
+    let by_hardware = || {
+        if !cfg.profiles.values().any(|p| !p.matches.is_empty()) {
+            return None;
+        }
+        let inv = hardware()?;
+        matching_profile(cfg, &inv).map(str::to_string)
+    };
     let name = node
         .profile
         .clone()
         .or(group_profile)
+        .or_else(by_hardware)
         .unwrap_or_else(|| cfg.boot.default_profile.clone());
     by_name(&name, false)
 }

@@ -3,7 +3,7 @@
 
 use super::response::{error_response, text_response, Body};
 use crate::app::App;
-use crate::boot::{select, Context};
+use crate::boot::{select_with_hardware, Context};
 use crate::config::UnknownPolicy;
 use crate::mac::MacAddr;
 use crate::nodes::{token, NodePatch, Phase, PhaseRequest, RegistryError};
@@ -69,7 +69,7 @@ pub async fn render(
     let Some(node) = app.registry.get(mac) else {
         return error_response(StatusCode::NOT_FOUND, format!("no node with MAC {mac}"));
     };
-    let sel = select(Some(&node), &cfg);
+    let sel = select_with_hardware(Some(&node), &cfg, &|| super::hardware::latest(app, mac));
     let name = match &doc {
         Doc::Script => sel.script.clone(),
         Doc::Config => match &sel.config {

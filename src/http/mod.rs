@@ -11,6 +11,7 @@ mod monitoring;
 mod response;
 mod router;
 
+pub use hardware::latest as latest_hardware;
 pub use response::{error_response, json_response, Body};
 pub use router::{handle, Caller};
 
