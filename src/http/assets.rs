@@ -100,6 +100,77 @@ fn not_found() -> Response<Body> {
     error_response(StatusCode::NOT_FOUND, "not found")
 }
 
+/// Files up to this size are kept in memory and answered without touching the disk.
+const SMALL_FILE: u64 = 256 * 1024;
+/// How long a cached small file is trusted before its metadata is checked again.
+const REVALIDATE: Duration = Duration::from_secs(1);
+/// Most bytes the small-file cache holds; past it the cache starts over.
+const SMALL_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// What an asset answer needs: validators, size, and the bytes or the open file.
+struct Asset {
+    tag: String,
+    modified: std::time::SystemTime,
+    size: u64,
+    data: Source,
+}
+
+enum Source {
+    Memory(Bytes),
+    Disk(Arc<File>),
+}
+
+type SmallCache = std::sync::Mutex<
+    std::collections::HashMap<(std::path::PathBuf, String), (std::time::Instant, Arc<Asset>)>,
+>;
+
+/// Small files (iPXE scripts' neighbours, configs, the agent) answered from memory:
+/// a boot storm asks for the same few files thousands of times a second.
+fn small_cache() -> &'static SmallCache {
+    static CACHE: std::sync::OnceLock<SmallCache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+fn cached(root: &std::path::Path, rel: &str) -> Option<Arc<Asset>> {
+    let cache = small_cache().lock().ok()?;
+    let (checked, asset) = cache.get(&(root.to_path_buf(), rel.to_string()))?;
+    (checked.elapsed() < REVALIDATE).then(|| asset.clone())
+}
+
+fn remember(root: std::path::PathBuf, rel: String, asset: Arc<Asset>) {
+    if let Ok(mut cache) = small_cache().lock() {
+        let held: usize = cache.values().map(|(_, a)| a.size as usize).sum();
+        if held + asset.size as usize > SMALL_CACHE_BYTES {
+            cache.clear();
+        }
+        cache.insert((root, rel), (std::time::Instant::now(), asset));
+    }
+}
+
+/// Opens a file beneath the root (blocking): small ones are read whole.
+fn load(root: &std::path::Path, rel: &str) -> Result<Option<Asset>, OpenError> {
+    let file = open_beneath(root, rel)?;
+    let meta = file.metadata().map_err(OpenError::Io)?;
+    if !meta.is_file() {
+        // Directories are never listed.
+        return Ok(None);
+    }
+    let size = meta.size();
+    let data = if size <= SMALL_FILE {
+        let mut buf = vec![0u8; size as usize];
+        file.read_exact_at(&mut buf, 0).map_err(OpenError::Io)?;
+        Source::Memory(Bytes::from(buf))
+    } else {
+        Source::Disk(Arc::new(file))
+    };
+    Ok(Some(Asset {
+        tag: etag(&meta),
+        modified: UNIX_EPOCH + Duration::from_secs(meta.mtime().max(0) as u64),
+        size,
+        data,
+    }))
+}
+
 /// Serves one asset. `rel` is the decoded path below `/assets/`.
 pub async fn serve(app: &Arc<App>, req: &Request<Incoming>, rel: &str) -> Response<Body> {
     let head = req.method() == Method::HEAD;
@@ -108,27 +179,29 @@ pub async fn serve(app: &Arc<App>, req: &Request<Incoming>, rel: &str) -> Respon
         _ => return not_found(),
     };
     let root = app.config().server.assets_dir.clone();
-    let opened = tokio::task::spawn_blocking(move || {
-        let file = open_beneath(&root, &rel)?;
-        let meta = file.metadata().map_err(OpenError::Io)?;
-        Ok::<_, OpenError>((file, meta))
-    })
-    .await;
-    let (file, meta) = match opened {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(OpenError::Io(e))) if e.kind() != std::io::ErrorKind::NotFound => {
-            tracing::debug!(error = %e, "asset open");
-            return not_found();
+    let asset = match cached(&root, &rel) {
+        Some(a) => a,
+        None => {
+            let (r, p) = (root.clone(), rel.clone());
+            match tokio::task::spawn_blocking(move || load(&r, &p)).await {
+                Ok(Ok(Some(a))) => {
+                    let a = Arc::new(a);
+                    if matches!(a.data, Source::Memory(_)) {
+                        remember(root, rel, a.clone());
+                    }
+                    a
+                }
+                Ok(Err(OpenError::Io(e))) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::debug!(error = %e, "asset open");
+                    return not_found();
+                }
+                _ => return not_found(),
+            }
         }
-        _ => return not_found(),
     };
-    if !meta.is_file() {
-        // Directories are never listed.
-        return not_found();
-    }
-    let size = meta.size();
-    let tag = etag(&meta);
-    let modified = UNIX_EPOCH + Duration::from_secs(meta.mtime().max(0) as u64);
+    let size = asset.size;
+    let tag = asset.tag.clone();
+    let modified = asset.modified;
     let last_modified = httpdate::fmt_http_date(modified);
     let headers = req.headers();
     let fresh = match headers
@@ -196,13 +269,17 @@ pub async fn serve(app: &Arc<App>, req: &Request<Incoming>, rel: &str) -> Respon
             .unwrap_or_else(|_| not_found());
     }
     app.metrics.http_bytes.inc_by(len);
-    let body = FileBody {
-        file: Arc::new(file),
-        offset: span.start,
-        end: span.end,
-        reading: None,
+    let body = match &asset.data {
+        Source::Memory(bytes) => full(bytes.slice(span.start as usize..span.end as usize)),
+        Source::Disk(file) => FileBody {
+            file: file.clone(),
+            offset: span.start,
+            end: span.end,
+            reading: None,
+        }
+        .boxed(),
     };
-    builder.body(body.boxed()).unwrap_or_else(|_| not_found())
+    builder.body(body).unwrap_or_else(|_| not_found())
 }
 
 fn content_type(path: &str) -> &'static str {
