@@ -6,10 +6,10 @@
 mod common;
 
 use bootd::mac::MacAddr;
+use common::netboot::{address_only_dnsmasq, control, start_bootd};
 use common::{guest, need_root, Firmware, Netns, Qemu, QemuConfig};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BRIDGE_IP: &str = "10.77.0.1";
 
@@ -87,16 +87,6 @@ profile = "test"
     path
 }
 
-fn control(socket: &Path, path: &str) -> serde_json::Value {
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "10", "--unix-socket"])
-        .arg(socket)
-        .arg(format!("http://bootd{path}"))
-        .output()
-        .expect("curl");
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
 fn boot(firmware: Firmware, mode: Dhcp) {
     need_root();
     let mac = MacAddr([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
@@ -104,49 +94,10 @@ fn boot(firmware: Firmware, mode: Dhcp) {
     let config = write_setup(dir.path(), mode, mac);
     let ns = Netns::new().expect("network namespace");
     if mode == Dhcp::Proxy {
-        let mut cmd = ns.cmd("dnsmasq");
-        cmd.args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--port=0",
-            "--interface=br0",
-            "--bind-interfaces",
-            "--dhcp-range=10.77.0.100,10.77.0.199,1h",
-            "--leasefile-ro",
-            "--log-dhcp",
-        ])
-        .arg(format!(
-            "--pid-file={}",
-            dir.path().join("dnsmasq.pid").display()
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        ns.spawn(cmd).expect("dnsmasq");
+        address_only_dnsmasq(&ns, dir.path());
     }
-    let log = dir.path().join("bootd.log");
-    let logf = std::fs::File::create(&log).expect("log");
-    let mut cmd = ns.cmd(common::daemon::bin("bootd"));
-    cmd.arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env(
-            "BOOTD_LOG",
-            std::env::var("BOOTD_TEST_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone().expect("log"))
-        .stderr(logf);
-    ns.spawn(cmd).expect("bootd");
+    let log = start_bootd(&ns, dir.path(), &config, "info");
     let socket = dir.path().join("state/control.sock");
-    let start = Instant::now();
-    while !socket.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "bootd did not start:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let serial = dir.path().join("serial.log");
     let mut qemu = Qemu::launch(&ns, &QemuConfig::new(firmware, mac, &serial)).expect("qemu");
     let exit = qemu.wait(Duration::from_secs(300));

@@ -5,20 +5,10 @@
 mod common;
 
 use bootd::mac::MacAddr;
+use common::netboot::{control, start_bootd};
 use common::{guest, need_root, Firmware, Netns, Qemu, QemuConfig};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn control(socket: &Path, path: &str) -> serde_json::Value {
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "10", "--unix-socket"])
-        .arg(socket)
-        .arg(format!("http://bootd{path}"))
-        .output()
-        .expect("curl");
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
+use std::time::Duration;
 
 #[test]
 fn unknown_machine_boots_discovery_and_reports_its_hardware() {
@@ -67,25 +57,8 @@ default_profile = "discovery"
     )
     .expect("config");
     let ns = Netns::new().expect("netns");
-    let log = dir.path().join("bootd.log");
-    let logf = std::fs::File::create(&log).expect("log");
-    let mut cmd = ns.cmd(common::daemon::bin("bootd"));
-    cmd.arg("run")
-        .arg("--config")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone().expect("log"))
-        .stderr(logf);
-    ns.spawn(cmd).expect("bootd");
+    let log = start_bootd(&ns, dir.path(), &config, "info");
     let socket = state.join("control.sock");
-    let start = Instant::now();
-    while !socket.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "bootd did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let serial = dir.path().join("serial.log");
     let mut qemu =
         Qemu::launch(&ns, &QemuConfig::new(Firmware::BiosIpxe, mac, &serial)).expect("qemu");

@@ -5,17 +5,14 @@
 mod common;
 
 use bootd::mac::MacAddr;
+use common::netboot::{address_only_dnsmasq, control, start_bootd};
 use common::{guest, need_root, signed_chain, Firmware, Netns, Qemu, QemuConfig};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BRIDGE_IP: &str = "10.77.0.1";
 /// TCG boots the chain in about 20 s; a loaded machine may take several times that.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(400);
-/// How long bootd gets to create its control socket.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-
 fn copy(from: &Path, to: &Path) {
     if let Some(dir) = to.parent() {
         std::fs::create_dir_all(dir).expect("mkdir");
@@ -73,45 +70,6 @@ loader = "grub"
     let path = dir.join("bootd.toml");
     std::fs::write(&path, config).expect("write config");
     path
-}
-
-/// Starts bootd inside `ns` and waits for its control socket; returns the log path.
-fn start_bootd(ns: &Netns, dir: &Path, config: &Path) -> PathBuf {
-    let log = dir.join("bootd.log");
-    let logf = std::fs::File::create(&log).expect("log");
-    let mut cmd = ns.cmd(common::daemon::bin("bootd"));
-    cmd.arg("run")
-        .arg("--config")
-        .arg(config)
-        .env(
-            "BOOTD_LOG",
-            std::env::var("BOOTD_TEST_LOG").unwrap_or_else(|_| "info,bootd::tftp=debug".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone().expect("log"))
-        .stderr(logf);
-    ns.spawn(cmd).expect("bootd");
-    let socket = dir.join("state/control.sock");
-    let start = Instant::now();
-    while !socket.exists() {
-        assert!(
-            start.elapsed() < START_TIMEOUT,
-            "bootd did not start:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    log
-}
-
-fn control(socket: &Path, path: &str) -> serde_json::Value {
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "10", "--unix-socket"])
-        .arg(socket)
-        .arg(format!("http://bootd{path}"))
-        .output()
-        .expect("curl");
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
 }
 
 /// The phases of a node's history, oldest first, with the source of each.
@@ -177,25 +135,9 @@ fn boot_signed(firmware: Firmware, mode: Dhcp, mac: MacAddr) -> Booted {
 
     let ns = Netns::new().expect("network namespace");
     if mode == Dhcp::Proxy {
-        let mut cmd = ns.cmd("dnsmasq");
-        cmd.args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--port=0",
-            "--interface=br0",
-            "--bind-interfaces",
-            "--dhcp-range=10.77.0.100,10.77.0.199,1h",
-            "--leasefile-ro",
-        ])
-        .arg(format!(
-            "--pid-file={}",
-            dir.path().join("dnsmasq.pid").display()
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        ns.spawn(cmd).expect("dnsmasq");
+        address_only_dnsmasq(&ns, dir.path());
     }
-    let log = start_bootd(&ns, dir.path(), &config);
+    let log = start_bootd(&ns, dir.path(), &config, "info,bootd::tftp=debug");
     let socket = dir.path().join("state/control.sock");
     let serial = dir.path().join("serial.log");
     let mut qemu = Qemu::launch(&ns, &QemuConfig::new(firmware, mac, &serial)).expect("qemu");
@@ -363,7 +305,7 @@ fn grub_config_is_rendered_per_tftp_peer() {
     std::fs::create_dir_all(static_cfg.parent().expect("parent")).expect("mkdir");
     std::fs::write(&static_cfg, on_disk).expect("write");
     let ns = Netns::new().expect("network namespace");
-    let log = start_bootd(&ns, dir.path(), &config);
+    let log = start_bootd(&ns, dir.path(), &config, "info,bootd::tftp=debug");
     let socket = dir.path().join("state/control.sock");
     let c = client(&ns, grub_node, "10.77.0.50");
 
@@ -465,7 +407,7 @@ fn grub_config_finds_a_peer_without_neighbour_entry_by_its_lease() {
         &format!("[[nodes]]\nmac = \"{mac}\"\nprofile = \"sb\"\n"),
     );
     let ns = Netns::new().expect("network namespace");
-    let log = start_bootd(&ns, dir.path(), &config);
+    let log = start_bootd(&ns, dir.path(), &config, "info,bootd::tftp=debug");
     let bootd_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let c = client(&ns, mac, "10.77.0.50");
     // A real lease from bootd (full mode) for the client's own address.

@@ -8,6 +8,7 @@ pub mod cdp;
 pub mod daemon;
 pub mod error;
 pub mod guest;
+pub mod netboot;
 pub mod netns;
 pub mod pcap;
 pub mod qemu;
