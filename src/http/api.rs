@@ -363,6 +363,18 @@ fn check_patch(app: &Arc<App>, p: &NodePatch) -> Result<(), String> {
     Ok(())
 }
 
+/// The MAC of the path and a checked patch from the body, or the error answer.
+async fn mac_and_patch(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    mac: &str,
+) -> Result<(MacAddr, NodePatch), Response<Body>> {
+    let mac = parse_mac(mac)?;
+    let patch: NodePatch = read_json(req, SMALL_BODY).await?;
+    check_patch(app, &patch).map_err(|e| error_response(StatusCode::BAD_REQUEST, e))?;
+    Ok((mac, patch))
+}
+
 /// `PATCH /api/v1/nodes/{mac}` (control socket).
 pub async fn set_node(
     app: &Arc<App>,
@@ -370,17 +382,10 @@ pub async fn set_node(
     caller: &Caller,
     mac: &str,
 ) -> Response<Body> {
-    let mac = match parse_mac(mac) {
-        Ok(m) => m,
+    let (mac, patch) = match mac_and_patch(app, req, mac).await {
+        Ok(pair) => pair,
         Err(r) => return r,
     };
-    let patch: NodePatch = match read_json(req, SMALL_BODY).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    if let Err(e) = check_patch(app, &patch) {
-        return error_response(StatusCode::BAD_REQUEST, e);
-    }
     match app.registry.set(mac, &patch).await {
         Ok(n) => {
             tracing::info!(%mac, operator = %caller.operator(), "node changed");
@@ -490,17 +495,10 @@ pub async fn adopt_node(
     caller: &Caller,
     mac: &str,
 ) -> Response<Body> {
-    let mac = match parse_mac(mac) {
-        Ok(m) => m,
+    let (mac, patch) = match mac_and_patch(app, req, mac).await {
+        Ok(pair) => pair,
         Err(r) => return r,
     };
-    let patch: NodePatch = match read_json(req, SMALL_BODY).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    if let Err(e) = check_patch(app, &patch) {
-        return error_response(StatusCode::BAD_REQUEST, e);
-    }
     match app.registry.adopt(mac, &patch, caller.operator()).await {
         Ok(n) => {
             tracing::info!(%mac, operator = %caller.operator(), "discovered node adopted");
