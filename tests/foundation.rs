@@ -3,26 +3,11 @@
 
 mod common;
 
-use common::daemon::{bin, Daemon};
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use common::daemon::{bin, unix_request, Daemon};
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A one-shot HTTP/1.1 request over a Unix socket; the status code, if one came back.
-fn unix_request(socket: &Path, method: &str, path: &str, body: &str) -> Option<u16> {
-    let mut s = UnixStream::connect(socket).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: bootd\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    resp.split_whitespace().nth(1)?.parse().ok()
-}
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
@@ -93,11 +78,13 @@ fn kill9_during_acknowledged_changes_loses_nothing() {
         assert_eq!(d.bootctl(&["node", "add", m]).0, 0);
     }
     let socket = d.socket.clone();
+    let acked_so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let threads: Vec<_> = macs
         .iter()
         .cloned()
         .map(|mac| {
             let socket = socket.clone();
+            let acked_so_far = acked_so_far.clone();
             std::thread::spawn(move || {
                 let mut acked = Vec::new();
                 for i in 0..125 {
@@ -111,7 +98,10 @@ fn kill9_during_acknowledged_changes_loses_nothing() {
                         &format!("/api/v1/nodes/{mac}/phase"),
                         &body,
                     ) {
-                        Some(200) => acked.push(i),
+                        Some(200) => {
+                            acked.push(i);
+                            acked_so_far.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
                         _ => break,
                     }
                 }
@@ -119,8 +109,15 @@ fn kill9_during_acknowledged_changes_loses_nothing() {
             })
         })
         .collect();
-    // Let a few hundred land, then pull the plug mid-stream.
-    std::thread::sleep(Duration::from_millis(400));
+    // Let a couple of hundred land, then pull the plug while the rest are in flight.
+    let start = Instant::now();
+    while acked_so_far.load(std::sync::atomic::Ordering::SeqCst) < 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "changes are not being acknowledged"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     d.kill9();
     let results: Vec<(String, Vec<usize>)> = threads
         .into_iter()
@@ -128,6 +125,10 @@ fn kill9_during_acknowledged_changes_loses_nothing() {
         .collect();
     let total: usize = results.iter().map(|(_, a)| a.len()).sum();
     assert!(total > 0, "no change was acknowledged before the kill");
+    assert!(
+        total < 1000,
+        "the kill came after every change was already acknowledged"
+    );
     d.spawn(&[]);
     for (mac, acked) in &results {
         let (code, out, _) = d.bootctl(&["--json", "node", "show", mac]);

@@ -263,3 +263,18 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// A one-shot HTTP/1.1 request over a Unix socket; the status code, if one came back.
+pub fn unix_request(socket: &Path, method: &str, path: &str, body: &str) -> Option<u16> {
+    use std::io::Write;
+    let mut s = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: bootd\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    resp.split_whitespace().nth(1)?.parse().ok()
+}
