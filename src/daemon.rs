@@ -27,6 +27,21 @@ pub fn config_path(flag: Option<PathBuf>) -> Option<PathBuf> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BOOTD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if crate::journal::stderr_is_journal() {
+        // Native journal entries carry MAC=/NODE=/PHASE= as fields of their own.
+        match crate::journal::JournalLayer::connect() {
+            Ok(layer) => {
+                use tracing_subscriber::layer::SubscriberExt;
+                use tracing_subscriber::util::SubscriberInitExt;
+                tracing_subscriber::registry()
+                    .with(filter)
+                    .with(layer)
+                    .init();
+                return;
+            }
+            Err(e) => eprintln!("journal socket unavailable ({e}); logging plain lines"),
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

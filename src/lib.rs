@@ -11,6 +11,7 @@ pub mod dhcp;
 pub mod hardware;
 pub mod health;
 pub mod http;
+pub mod journal;
 pub mod lifecycle;
 pub mod mac;
 pub mod metrics;

@@ -381,3 +381,78 @@ fn api_rejects_bad_macs_and_bad_tokens() {
         "{body}"
     );
 }
+
+/// Under systemd (stderr is the journal stream) every line goes to the journal's native
+/// socket with MAC=, NODE= and PHASE= as fields of their own, and nothing to stderr.
+#[test]
+fn journal_entries_carry_mac_node_and_phase_fields() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("bootd.log");
+    std::fs::write(&log, "").expect("log file");
+    let meta = std::fs::metadata(&log).expect("stat log");
+    let stream = format!("{}:{}", meta.dev(), meta.ino());
+    let journal_path = dir.path().join("journal.sock");
+    let journal = UnixDatagram::bind(&journal_path).expect("bind journal socket");
+    // Drained from the start, as journald would: the daemon logs before the test reads.
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = journal.recv(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let journal_env = journal_path.display().to_string();
+    let mac = "52:54:00:dd:0e:01";
+    let d = Daemon::start_in(
+        dir,
+        &format!("[[nodes]]\nmac = \"{mac}\"\nhostname = \"web-7\"\n"),
+        &[
+            ("JOURNAL_STREAM", stream.as_str()),
+            ("BOOTD_JOURNAL_SOCKET", journal_env.as_str()),
+        ],
+    );
+    let (code, _, err) = d.bootctl(&["phase", mac, "installing", "--message", "two\nlines"]);
+    assert_eq!(code, 0, "{err}");
+
+    let mut entries = Vec::new();
+    let (buf, found) = loop {
+        let raw = match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(raw) => raw,
+            Err(e) => panic!("no phase entry in the journal ({e}); got:\n{entries:#?}"),
+        };
+        let entry = String::from_utf8_lossy(&raw).into_owned();
+        // The registry's "phase" entry (the control handler logs the override too).
+        if entry.contains("\nPHASE=installing\n") && entry.contains("\nFROM=") {
+            break (raw, entry);
+        }
+        entries.push(entry);
+    };
+    for field in [
+        format!("MAC={mac}"),
+        "NODE=web-7".to_string(),
+        "PHASE=installing".to_string(),
+        "PRIORITY=6".to_string(),
+        "SYSLOG_IDENTIFIER=bootd".to_string(),
+    ] {
+        assert!(
+            found.lines().any(|l| l == field),
+            "{field} missing in {found:?}"
+        );
+    }
+    // The operator's two-line message travels in the length-prefixed binary form.
+    let mut detail = b"DETAIL\n".to_vec();
+    detail.extend_from_slice(&9u64.to_le_bytes());
+    detail.extend_from_slice(b"two\nlines\n");
+    assert!(
+        buf.windows(detail.len()).any(|w| w == detail.as_slice()),
+        "multi-line field not length-prefixed: {found:?}"
+    );
+    assert!(
+        !d.log_text().contains("PHASE") && !d.log_text().contains("installing"),
+        "journal entries also went to stderr: {}",
+        d.log_text()
+    );
+}

@@ -391,8 +391,9 @@ impl Registry {
             (event, pending)
         };
         self.commit_or_reload(mac, pending).await?;
-        tracing::info!(%mac, from = %event.from, to = %event.to, progress = event.progress,
-            source = %event.source, message = %event.message, "phase");
+        tracing::info!(%mac, hostname = event.hostname.as_deref().unwrap_or(""),
+            from = %event.from, to = %event.to, progress = event.progress,
+            source = %event.source, detail = %event.message, "phase");
         Ok(Applied::Changed(Box::new(event)))
     }
 
