@@ -54,6 +54,14 @@ enum Target {
     Link(LinkDest),
 }
 
+/// One datagram as it came in: its envelope, and whether it was sent to one of this
+/// host's addresses (on any interface).
+#[derive(Clone, Copy, Debug)]
+struct Arrival {
+    r: Received,
+    own_dst: bool,
+}
+
 /// A reply waiting for its lease to be durable.
 struct Pending {
     bytes: Vec<u8>,
@@ -282,7 +290,8 @@ impl State {
                 self.metrics.count_drop("interface_not_served")
             }
             Some(iface) => {
-                self.handle_frame(io, frame, r, own_dst, port, iface, &settings);
+                let arrival = Arrival { r, own_dst };
+                self.handle_frame(io, frame, arrival, port, iface, &settings);
             }
         }
         self.rx = rx;
@@ -293,12 +302,12 @@ impl State {
         &mut self,
         io: &Io,
         frame: &[u8],
-        r: Received,
-        own_dst: bool,
+        arrival: Arrival,
         port: Port,
         iface: &socket::Iface,
         settings: &Settings,
     ) {
+        let Arrival { r, own_dst } = arrival;
         let req = match PxeRequest::parse(frame) {
             Ok(req) => req,
             Err(e) => {
