@@ -428,3 +428,8 @@ fn uefi_http_boot_full() {
 fn uefi_http_boot_proxy() {
     uefi_http_boot(Dhcp::Proxy);
 }
+
+#[test]
+fn relayed_uefi_ipxe_over_an_uplink() {
+    relayed(Firmware::UefiIpxe, Link::Uplink);
+}
