@@ -179,7 +179,8 @@ pub struct Server {
     pub control_socket: PathBuf,
     /// Group that owns the control socket, if not root's.
     pub control_group: Option<String>,
-    /// DHCP and RA only on these interfaces (empty: all).
+    /// DHCP and RA only on these interfaces (empty: all). Relayed requests sent to one of
+    /// our addresses are answered whichever interface they come in on.
     pub interfaces: Vec<String>,
 }
 

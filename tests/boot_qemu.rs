@@ -6,12 +6,10 @@
 mod common;
 
 use bootd::mac::MacAddr;
-use common::netboot::{address_only_dnsmasq, control, start_bootd};
-use common::{guest, need_root, Firmware, Netns, Qemu, QemuConfig};
+use common::netboot::{self, address_only_dnsmasq, booted_through_ipxe, node_history, start_bootd};
+use common::{need_root, Firmware, Netns, Qemu, QemuConfig};
 use std::path::Path;
 use std::time::Duration;
-
-const BRIDGE_IP: &str = "10.77.0.1";
 
 /// How the DHCP side of a run is arranged.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -22,69 +20,14 @@ enum Dhcp {
     Proxy,
 }
 
-const TEST_SCRIPT: &str = "#!ipxe\n\
-kernel {{ assets_url }}/test/vmlinuz initrd=initrd.gz console=ttyS0 panic=-1 bootd.phase_url={{ phase_url }} bootd.token={{ token }}\n\
-initrd --name initrd.gz {{ assets_url }}/test/initrd.gz\n\
-boot\n";
-
-fn copy(from: &Path, to: &Path) {
-    if let Some(dir) = to.parent() {
-        std::fs::create_dir_all(dir).expect("mkdir");
-    }
-    std::fs::copy(from, to)
-        .unwrap_or_else(|e| panic!("copy {} → {}: {e}", from.display(), to.display()));
-}
-
 fn write_setup(dir: &Path, mode: Dhcp, mac: MacAddr) -> std::path::PathBuf {
-    let state = dir.join("state");
-    let assets = state.join("assets");
-    let image = guest().expect("test guest (tests/guest/build-guest.sh)");
-    copy(
-        Path::new("/usr/lib/ipxe/undionly.kpxe"),
-        &assets.join("undionly.kpxe"),
-    );
-    copy(
-        Path::new("/usr/lib/ipxe/ipxe.efi"),
-        &assets.join("ipxe.efi"),
-    );
-    copy(&image.vmlinuz, &assets.join("test/vmlinuz"));
-    copy(&image.initrd, &assets.join("test/initrd.gz"));
-    std::fs::create_dir_all(state.join("templates")).expect("mkdir");
-    std::fs::write(state.join("templates/test.ipxe"), TEST_SCRIPT).expect("write");
     let dhcp = match mode {
         Dhcp::Full => {
             "mode = \"full\"\nipv6_ra = true\n[[dhcp.pools]]\nsubnet = \"10.77.0.0/24\"\nrange = [\"10.77.0.100\", \"10.77.0.199\"]\nlease_time = \"1h\"\n"
-                .to_string()
         }
-        Dhcp::Proxy => "mode = \"proxy\"\nipv6_ra = true\n".to_string(),
+        Dhcp::Proxy => "mode = \"proxy\"\nipv6_ra = true\n",
     };
-    let config = format!(
-        r#"[server]
-state_dir = "{state}"
-templates_dir = "{state}/templates"
-http_listen = "{BRIDGE_IP}:8080"
-public_url = "http://{BRIDGE_IP}:8080"
-control_socket = "{state}/control.sock"
-interfaces = ["br0"]
-
-[dhcp]
-{dhcp}
-[tftp]
-listen = "{BRIDGE_IP}:69"
-
-[profiles.test]
-script = "test.ipxe"
-
-[[nodes]]
-mac = "{mac}"
-hostname = "qemu1"
-profile = "test"
-"#,
-        state = state.display()
-    );
-    let path = dir.join("bootd.toml");
-    std::fs::write(&path, config).expect("write config");
-    path
+    netboot::write_setup(dir, dhcp, mac)
 }
 
 fn boot(firmware: Firmware, mode: Dhcp) {
@@ -104,19 +47,9 @@ fn boot(firmware: Firmware, mode: Dhcp) {
     let bootd_log = std::fs::read_to_string(&log).unwrap_or_default();
     let exit = exit
         .unwrap_or_else(|e| panic!("{firmware:?}/{mode:?}: {e}\n--- bootd log ---\n{bootd_log}"));
-    let node = control(&socket, &format!("/api/v1/nodes/{mac}"));
-    let path: Vec<String> = node["history"]
-        .as_array()
-        .map(|h| {
-            h.iter()
-                .map(|r| r["to"].as_str().unwrap_or("").to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut deduped = path.clone();
-    deduped.dedup();
+    let (node, path) = node_history(&socket, mac);
     assert!(
-        deduped.windows(3).any(|w| w == ["dhcp", "ipxe_boot", "installing"]),
+        booted_through_ipxe(&path),
         "{firmware:?}/{mode:?}: history {path:?}\n--- serial ---\n{}\n--- bootd log ---\n{bootd_log}",
         qemu.serial()
     );

@@ -32,6 +32,8 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 /// Most ACKs waiting for one group commit (beyond it requests are dropped: the
 /// clients retry, and memory stays bounded).
 pub const MAX_PENDING: usize = 16_384;
+/// Where giaddr sits in a BOOTP header (RFC 2131 §2).
+const GIADDR_OFFSET: usize = 24;
 
 /// Which socket a reply leaves from.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +52,14 @@ enum Target {
         src: Ipv4Addr,
     },
     Link(LinkDest),
+}
+
+/// One datagram as it came in: its envelope, and whether it was sent to one of this
+/// host's addresses (on any interface).
+#[derive(Clone, Copy, Debug)]
+struct Arrival {
+    r: Received,
+    own_dst: bool,
 }
 
 /// A reply waiting for its lease to be durable.
@@ -271,17 +281,17 @@ impl State {
         let mut ifaces = std::mem::take(&mut self.ifaces);
         let rx = std::mem::take(&mut self.rx);
         let settings = self.settings.clone();
+        let own_dst = own_address(ifaces.all(), r.dst);
+        let frame = rx.get(..r.len).unwrap_or(&[]);
+        let relayed_to_us = own_dst && !frame_giaddr(frame).is_unspecified();
         match ifaces.by_index(r.ifindex) {
             None => self.metrics.count_drop("unknown_interface"),
-            Some(iface)
-                if !settings.interfaces.is_empty()
-                    && !settings.interfaces.contains(&iface.name) =>
-            {
+            Some(iface) if !served_on(&settings.interfaces, &iface.name, relayed_to_us) => {
                 self.metrics.count_drop("interface_not_served")
             }
             Some(iface) => {
-                let frame = rx.get(..r.len).unwrap_or(&[]);
-                self.handle_frame(io, frame, r, port, iface, &settings);
+                let arrival = Arrival { r, own_dst };
+                self.handle_frame(io, frame, arrival, port, iface, &settings);
             }
         }
         self.rx = rx;
@@ -292,11 +302,12 @@ impl State {
         &mut self,
         io: &Io,
         frame: &[u8],
-        r: Received,
+        arrival: Arrival,
         port: Port,
         iface: &socket::Iface,
         settings: &Settings,
     ) {
+        let Arrival { r, own_dst } = arrival;
         let req = match PxeRequest::parse(frame) {
             Ok(req) => req,
             Err(e) => {
@@ -329,10 +340,10 @@ impl State {
             None
         };
         let subnet = pool.and_then(|i| settings.pools.get(i)).map(|p| p.subnet);
-        let own_unicast = !r.dst.is_broadcast()
-            && !r.dst.is_unspecified()
-            && iface.addrs.iter().any(|(a, _)| *a == r.dst);
-        let server_ip = if own_unicast {
+        // Sent to one of our addresses (a renewing client, or a relay configured with that
+        // address, which may reach us through another interface): that address is the
+        // server the sender knows.
+        let server_ip = if own_dst {
             Some(r.dst)
         } else {
             iface.addr_for(subnet.or((!req.giaddr.is_unspecified()).then_some(req.giaddr)))
@@ -555,6 +566,32 @@ impl State {
     }
 }
 
+/// Whether a datagram that came in on `iface` is served. The interface list names the
+/// links whose broadcasts bootd answers. A relayed request sent to one of our addresses is
+/// served whichever interface it came in on: a relay reaches us over the route back to
+/// it, often an uplink that is not listed, and listing the uplink would also make bootd
+/// answer the broadcasts of that link.
+fn served_on(interfaces: &[String], iface: &str, relayed_to_us: bool) -> bool {
+    interfaces.is_empty() || relayed_to_us || interfaces.iter().any(|i| i == iface)
+}
+
+/// Whether `dst` is a unicast address of one of this host's interfaces.
+fn own_address(ifaces: &[socket::Iface], dst: Ipv4Addr) -> bool {
+    !dst.is_broadcast()
+        && !dst.is_unspecified()
+        && ifaces
+            .iter()
+            .any(|i| i.addrs.iter().any(|(a, _)| *a == dst))
+}
+
+/// The giaddr of a raw BOOTP frame (0.0.0.0 when it is too short to have one).
+fn frame_giaddr(frame: &[u8]) -> Ipv4Addr {
+    match frame.get(GIADDR_OFFSET..GIADDR_OFFSET + 4) {
+        Some(&[a, b, c, d]) => Ipv4Addr::new(a, b, c, d),
+        _ => Ipv4Addr::UNSPECIFIED,
+    }
+}
+
 fn log_reply(req: &PxeRequest<'_>, iface: &str, reply: &super::Reply<'_>) {
     let tag = if req.is_pxe() || req.is_ipxe() {
         "PXE"
@@ -563,6 +600,9 @@ fn log_reply(req: &PxeRequest<'_>, iface: &str, reply: &super::Reply<'_>) {
     };
     let mode = if reply.proxy { "proxy " } else { "" };
     let addr = OptAddr(reply.yiaddr);
+    // Relayed requests say so, with the relay's address, after the interface name.
+    let relay = OptRelay(req.giaddr);
+    let iface = format_args!("{iface}{relay}");
     match (&reply.boot, reply.message) {
         (Some(boot), _) => tracing::info!(
             "{tag}({iface}) {} {mode}{}{addr} {}: {}",
@@ -594,6 +634,19 @@ impl std::fmt::Display for OptAddr {
     }
 }
 
+/// ` via relay 10.88.0.1`, or nothing when the request was not relayed.
+struct OptRelay(Ipv4Addr);
+
+impl std::fmt::Display for OptRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_unspecified() {
+            Ok(())
+        } else {
+            write!(f, " via relay {}", self.0)
+        }
+    }
+}
+
 /// The architecture, or "no PXE".
 struct OptArch(Option<super::Arch>);
 
@@ -603,5 +656,52 @@ impl std::fmt::Display for OptArch {
             Some(a) => write!(f, "{a}"),
             None => f.write_str("no PXE"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iface(name: &str, index: u32, addr: [u8; 4]) -> socket::Iface {
+        socket::Iface {
+            name: name.to_string(),
+            index,
+            mac: None,
+            addrs: vec![(Ipv4Addr::from(addr), 24)],
+        }
+    }
+
+    #[test]
+    fn relayed_requests_to_us_are_served_on_any_interface() {
+        let listed = vec!["br0".to_string()];
+        let all = [
+            iface("br0", 2, [10, 77, 0, 1]),
+            iface("up0", 3, [10, 66, 0, 1]),
+        ];
+        // A relay on the other side of the uplink sends to br0's address.
+        let to_br0 = own_address(&all, Ipv4Addr::new(10, 77, 0, 1));
+        assert!(to_br0);
+        assert!(served_on(&listed, "up0", to_br0));
+        // Broadcasts (and anything not relayed) on an unlisted link stay unanswered.
+        assert!(!own_address(&all, Ipv4Addr::BROADCAST));
+        assert!(!own_address(&all, Ipv4Addr::new(10, 66, 0, 9)));
+        assert!(!served_on(&listed, "up0", false));
+        assert!(served_on(&listed, "br0", false));
+        assert!(served_on(&[], "up0", false));
+    }
+
+    #[test]
+    fn giaddr_read_from_the_raw_header() {
+        let mut frame = [0u8; 240];
+        assert!(frame_giaddr(&frame).is_unspecified());
+        frame[GIADDR_OFFSET..GIADDR_OFFSET + 4].copy_from_slice(&[10, 88, 0, 1]);
+        assert_eq!(frame_giaddr(&frame), Ipv4Addr::new(10, 88, 0, 1));
+        assert!(frame_giaddr(&frame[..20]).is_unspecified());
+        assert_eq!(
+            OptRelay(Ipv4Addr::new(10, 88, 0, 1)).to_string(),
+            " via relay 10.88.0.1"
+        );
+        assert_eq!(OptRelay(Ipv4Addr::UNSPECIFIED).to_string(), "");
     }
 }

@@ -22,7 +22,7 @@ pub use bootd::mac::MacAddr;
 pub use error::HarnessError;
 pub use guest::{guest, guest_arm64, signed_chain, signed_chain_arm64, GuestImage, SignedChain};
 pub use netns::{Netns, NetnsConfig};
-pub use pcap::{read_udp, Capture, UdpDatagram};
+pub use pcap::{read_tcp, read_udp, Capture, TcpSegment, UdpDatagram};
 pub use qemu::{accel, Accel, Firmware, Qemu, QemuConfig, QemuExit, Smbios};
 pub use reference::{DhcpStyle, PhasePost, RefStack};
 pub use util::{free_tcp_port, free_udp_port, harness_dir, need_root, wait_for};

@@ -1,5 +1,6 @@
 //! Packet captures for tests: `Capture` runs tcpdump on a namespace's bridge, and
-//! `read_udp` reads the IPv4/UDP datagrams back out of a classic pcap file.
+//! `read_udp` / `read_tcp` read the IPv4 UDP datagrams or TCP segments back out of a
+//! classic pcap file.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,10 @@ const ETHERNET_HEADER: usize = 14;
 const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
 const LINKTYPE_ETHERNET: u32 = 1;
 const IPPROTO_UDP: u8 = 17;
+const IPPROTO_TCP: u8 = 6;
 const UDP_HEADER: usize = 8;
+/// Where a TCP header keeps its data offset (in 32-bit words, high nibble).
+const TCP_DATA_OFFSET_BYTE: usize = 12;
 
 /// DHCP, ProxyDHCP and TFTP request ports: what a boot test usually wants to see.
 pub const BOOT_FILTER: &str = "port 67 or port 68 or port 69 or port 4011";
@@ -134,6 +138,35 @@ fn format_error(path: &Path, detail: impl Into<String>) -> HarnessError {
 
 /// Reads every IPv4/UDP datagram of a classic (not pcapng) Ethernet pcap file.
 pub fn read_udp(path: &Path) -> Result<Vec<UdpDatagram>, HarnessError> {
+    Ok(frames(path)?
+        .iter()
+        .filter_map(|f| parse_frame(f))
+        .collect())
+}
+
+/// One IPv4/TCP segment from a capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpSegment {
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// Destination address.
+    pub dst: Ipv4Addr,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// The segment's data (empty for bare ACKs, SYNs, FINs).
+    pub payload: Vec<u8>,
+}
+
+/// Reads every IPv4/TCP segment of a classic Ethernet pcap file (e.g. to see the HTTP
+/// requests a firmware sent: each one starts a segment's payload).
+pub fn read_tcp(path: &Path) -> Result<Vec<TcpSegment>, HarnessError> {
+    Ok(frames(path)?.iter().filter_map(|f| parse_tcp(f)).collect())
+}
+
+/// The frames of a classic (not pcapng) Ethernet pcap file.
+fn frames(path: &Path) -> Result<Vec<Vec<u8>>, HarnessError> {
     let data = std::fs::read(path).map_err(|e| HarnessError::file(path, e))?;
     let header = data
         .get(..GLOBAL_HEADER)
@@ -165,33 +198,58 @@ pub fn read_udp(path: &Path) -> Result<Vec<UdpDatagram>, HarnessError> {
             .get(start..start + incl)
             .ok_or_else(|| format_error(path, format!("record at {off} runs past the end")))?;
         off = start + incl;
-        if let Some(d) = parse_frame(frame) {
-            out.push(d);
-        }
+        out.push(frame.to_vec());
     }
     Ok(out)
 }
 
-/// An Ethernet frame's IPv4/UDP datagram, if it is one (and not fragmented).
-fn parse_frame(frame: &[u8]) -> Option<UdpDatagram> {
+/// An Ethernet frame's IPv4 header fields and transport payload for protocol `proto`.
+fn ipv4_payload(frame: &[u8], proto: u8) -> Option<(Ipv4Addr, Ipv4Addr, &[u8])> {
     if frame.get(12..14)? != ETHERTYPE_IPV4 {
         return None;
     }
     let ip = frame.get(ETHERNET_HEADER..)?;
     let ihl = usize::from(ip.first()? & 0x0f) * 4;
-    if *ip.get(9)? != IPPROTO_UDP {
+    if *ip.get(9)? != proto {
         return None;
     }
+    let total = usize::from(u16::from_be_bytes(ip.get(2..4)?.try_into().ok()?));
     let src: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
     let dst: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
-    let udp = ip.get(ihl..)?;
+    // Ethernet pads short frames: the IP total length says where the packet ends.
+    Some((
+        Ipv4Addr::from(src),
+        Ipv4Addr::from(dst),
+        ip.get(ihl..total.min(ip.len()))?,
+    ))
+}
+
+/// An Ethernet frame's IPv4/TCP segment, if it is one.
+fn parse_tcp(frame: &[u8]) -> Option<TcpSegment> {
+    let (src, dst, tcp) = ipv4_payload(frame, IPPROTO_TCP)?;
+    let be16 = |at: usize| -> Option<u16> {
+        Some(u16::from_be_bytes(tcp.get(at..at + 2)?.try_into().ok()?))
+    };
+    let data_offset = usize::from(tcp.get(TCP_DATA_OFFSET_BYTE)? >> 4) * 4;
+    Some(TcpSegment {
+        src,
+        dst,
+        sport: be16(0)?,
+        dport: be16(2)?,
+        payload: tcp.get(data_offset..)?.to_vec(),
+    })
+}
+
+/// An Ethernet frame's IPv4/UDP datagram, if it is one (and not fragmented).
+fn parse_frame(frame: &[u8]) -> Option<UdpDatagram> {
+    let (src, dst, udp) = ipv4_payload(frame, IPPROTO_UDP)?;
     let be16 = |at: usize| -> Option<u16> {
         Some(u16::from_be_bytes(udp.get(at..at + 2)?.try_into().ok()?))
     };
     let len = usize::from(be16(4)?);
     Some(UdpDatagram {
-        src: Ipv4Addr::from(src),
-        dst: Ipv4Addr::from(dst),
+        src,
+        dst,
         sport: be16(0)?,
         dport: be16(2)?,
         payload: udp.get(UDP_HEADER..len)?.to_vec(),

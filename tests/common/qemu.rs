@@ -1,5 +1,6 @@
 //! `Qemu`: one x86-64 PXE client (SeaBIOS + iPXE, OVMF + iPXE, OVMF's own PXE with or
-//! without Secure Boot) on a namespace's tap, with a serial log; killed on drop. KVM probe.
+//! without Secure Boot, OVMF's UEFI HTTP Boot) on a namespace's tap, with a serial log;
+//! killed on drop. KVM probe.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -56,7 +57,18 @@ pub enum Firmware {
     UefiSecureBoot,
     /// An ARM64 `virt` machine (Cortex-A57, always TCG here) running AAVMF's own PXE.
     Arm64Uefi,
+    /// OVMF's own UEFI HTTP Boot (no iPXE ROM): PXE over IPv4 and IPv6 switched off
+    /// through fw_cfg, so the firmware's first network boot option is HTTPv4.
+    UefiHttp,
 }
+
+/// fw_cfg files that switch OVMF's PXE driver off for IPv4 and IPv6 (edk2's
+/// PxeBcPcdProducerLib copies them into `PcdIPv4PXESupport`/`PcdIPv6PXESupport`), so the
+/// firmware does not spend ~140 s on PXEv4 and PXEv6 before its HTTP boot options.
+pub const OVMF_NO_PXE: [&str; 2] = [
+    "name=opt/org.tianocore/IPv4PXESupport,string=n",
+    "name=opt/org.tianocore/IPv6PXESupport,string=n",
+];
 
 impl Firmware {
     /// All three, for tests that boot each.
@@ -75,6 +87,7 @@ impl Firmware {
                 "PXEClient:Arch:00007"
             }
             Firmware::Arm64Uefi => "PXEClient:Arch:00011",
+            Firmware::UefiHttp => "HTTPClient:Arch:00016",
         }
     }
 
@@ -84,6 +97,12 @@ impl Firmware {
             self,
             Firmware::UefiNative | Firmware::UefiSecureBoot | Firmware::Arm64Uefi
         )
+    }
+
+    /// Whether the NIC runs without its iPXE option ROM (`romfile=`): the firmware's own
+    /// network stack boots.
+    fn without_ipxe_rom(self) -> bool {
+        self.is_native_pxe() || self == Firmware::UefiHttp
     }
 
     /// The OVMF code and the variable store template of a UEFI run.
@@ -372,7 +391,7 @@ impl<'ns> Qemu<'ns> {
             smbios.push_str(uuid);
         }
         let mut nic = format!("virtio-net-pci,netdev=n0,mac={},bootindex=1", config.mac);
-        if config.firmware.is_native_pxe() {
+        if config.firmware.without_ipxe_rom() {
             nic.push_str(",romfile=");
         }
         let machine = match config.firmware {
@@ -420,6 +439,11 @@ impl<'ns> Qemu<'ns> {
         } else {
             None
         };
+        if config.firmware == Firmware::UefiHttp {
+            for file in OVMF_NO_PXE {
+                cmd.args(["-fw_cfg", file]);
+            }
+        }
         cmd.args(&config.extra_args);
         let stderr_log = config.serial_log.with_extension("qemu-stderr.log");
         let err = File::create(&stderr_log).map_err(|e| HarnessError::file(&stderr_log, e))?;
