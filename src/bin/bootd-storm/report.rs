@@ -172,9 +172,15 @@ pub fn text(r: &Value) -> String {
     ));
     for st in Step::ALL {
         let v = &r["steps"][st.name()];
+        let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
         s.push_str(&format!(
-            "{:<10} {:>6} {:>10} {:>10} {:>10} {:>10}\n",
-            st.name(), v["count"], v["p50_ms"], v["p95_ms"], v["p99_ms"], v["max_ms"]
+            "{:<10} {:>6} {:>10.1} {:>10.1} {:>10.1} {:>10.1}\n",
+            st.name(),
+            v["count"].as_u64().unwrap_or(0),
+            f("p50_ms"),
+            f("p95_ms"),
+            f("p99_ms"),
+            f("max_ms")
         ));
     }
     if let Some(f) = r["failures"].as_object() {
