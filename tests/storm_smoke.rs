@@ -33,10 +33,25 @@ fn ten_machines_boot_at_once_without_failure() {
     // The client namespace's own bridge is unused; only its veth end matters.
     let client = namespace("10.93.0.1/24");
     server
-        .ip(&["link", "add", "v0", "type", "veth", "peer", "name", "c0", "netns", client.name()])
+        .ip(&[
+            "link",
+            "add",
+            "v0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "c0",
+            "netns",
+            client.name(),
+        ])
         .expect("veth");
-    server.ip(&["link", "set", "v0", "master", "br0", "up"]).expect("v0");
-    client.ip(&["addr", "add", "10.91.0.2/16", "dev", "c0"]).expect("c0 addr");
+    server
+        .ip(&["link", "set", "v0", "master", "br0", "up"])
+        .expect("v0");
+    client
+        .ip(&["addr", "add", "10.91.0.2/16", "dev", "c0"])
+        .expect("c0 addr");
     client.ip(&["link", "set", "c0", "up"]).expect("c0 up");
     // AnyIP: every pool address is local to the client, so machines use their leases.
     client
@@ -46,7 +61,8 @@ fn ten_machines_boot_at_once_without_failure() {
     let dir = tempfile::tempdir().expect("tempdir");
     let assets = dir.path().join("assets");
     std::fs::create_dir_all(assets.join("discovery")).expect("assets");
-    std::fs::copy("/usr/lib/ipxe/ipxe.efi", assets.join("ipxe.efi")).expect("ipxe.efi (package ipxe)");
+    std::fs::copy("/usr/lib/ipxe/ipxe.efi", assets.join("ipxe.efi"))
+        .expect("ipxe.efi (package ipxe)");
     std::fs::write(assets.join("discovery/vmlinuz"), vec![0x4b; 300_000]).expect("kernel");
     std::fs::write(assets.join("discovery/initrd.img"), vec![0x49; 1_000_000]).expect("initrd");
     let state = dir.path().join("state");
@@ -94,7 +110,14 @@ default_profile = "discovery"
     let out = client
         .cmd(bin("bootd-storm"))
         .args(["-n", &MACHINES.to_string(), "--seed", &SEED.to_string()])
-        .args(["--interface", "c0", "--windowsize", "4", "--http-timeout", "20s"])
+        .args([
+            "--interface",
+            "c0",
+            "--windowsize",
+            "4",
+            "--http-timeout",
+            "20s",
+        ])
         .arg("--lshw")
         .arg(&lshw)
         .arg("--json")
@@ -117,8 +140,14 @@ default_profile = "discovery"
     assert_eq!(json["failed"], 0, "{text}");
     assert_eq!(json["booted"], MACHINES, "{text}");
     assert_eq!(json["steps"]["total"]["count"], MACHINES, "{text}");
-    let ipxe_len = std::fs::metadata(assets.join("ipxe.efi")).expect("ipxe.efi").len();
-    assert_eq!(json["bytes"]["tftp"], ipxe_len * u64::from(MACHINES), "{text}");
+    let ipxe_len = std::fs::metadata(assets.join("ipxe.efi"))
+        .expect("ipxe.efi")
+        .len();
+    assert_eq!(
+        json["bytes"]["tftp"],
+        ipxe_len * u64::from(MACHINES),
+        "{text}"
+    );
 
     for i in 0..MACHINES {
         let mac = format!("02:00:{SEED:02x}:00:00:{i:02x}");
@@ -129,10 +158,19 @@ default_profile = "discovery"
             .map(|h| h.iter().filter_map(|e| e["to"].as_str()).collect())
             .unwrap_or_default();
         for phase in ["dhcp", "ipxe_boot", "installing", "registered"] {
-            assert!(history.contains(&phase), "{mac} never reached {phase}: {node}");
+            assert!(
+                history.contains(&phase),
+                "{mac} never reached {phase}: {node}"
+            );
         }
         let hw = control(&socket, &format!("/api/v1/nodes/{mac}/hardware"));
-        assert!(hw["inventory"].is_object(), "{mac}: no hardware report: {hw}");
+        assert!(
+            hw["inventory"].is_object(),
+            "{mac}: no hardware report: {hw}"
+        );
     }
-    eprintln!("STORM SMOKE: {MACHINES} machines in {:.2} s\n{text}", took.as_secs_f64());
+    eprintln!(
+        "STORM SMOKE: {MACHINES} machines in {:.2} s\n{text}",
+        took.as_secs_f64()
+    );
 }

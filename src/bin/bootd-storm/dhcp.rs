@@ -40,7 +40,9 @@ const FIRMWARE_PRL: &[u8] = &[
     67, 97, 128, 129, 130, 131, 132, 133, 134, 135,
 ];
 /// Parameter request list of iPXE.
-const IPXE_PRL: &[u8] = &[1, 3, 6, 7, 12, 15, 17, 26, 43, 60, 66, 67, 119, 128, 129, 130, 135, 175, 203];
+const IPXE_PRL: &[u8] = &[
+    1, 3, 6, 7, 12, 15, 17, 26, 43, 60, 66, 67, 119, 128, 129, 130, 135, 175, 203,
+];
 /// iPXE's option 175 features: PXE ext (16), iSCSI (17), AoE (18), HTTP (19), HTTPS (20),
 /// DNS (21), EFI (24), menu (39), version 1.21.1 (235).
 const IPXE_ENCAP: &[u8] = &[
@@ -240,7 +242,9 @@ impl Hub {
             };
             let tx = {
                 let w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-                w.get(&xid).filter(|(m, _)| *m == mac).map(|(_, tx)| tx.clone())
+                w.get(&xid)
+                    .filter(|(m, _)| *m == mac)
+                    .map(|(_, tx)| tx.clone())
             };
             if let Some(tx) = tx {
                 let _ = tx.try_send((reply, Instant::now()));
@@ -362,7 +366,10 @@ impl Client<'_> {
         let mut offers = Offers::default();
         'discover: for wait in self.backoff {
             req.secs = started.elapsed().as_secs().min(u16::MAX as u64) as u16;
-            self.hub.send(&req.encode()).await.map_err(DhcpFailure::Io)?;
+            self.hub
+                .send(&req.encode())
+                .await
+                .map_err(DhcpFailure::Io)?;
             let deadline = tokio::time::Instant::now() + *wait;
             loop {
                 // In proxy mode, once one offer is in, wait a bounded time for the other.
@@ -387,7 +394,11 @@ impl Client<'_> {
         let Some(offer) = offers.address else {
             return Err(DhcpFailure::Timeout);
         };
-        let boot_from = if self.proxy { offers.boot.as_ref() } else { Some(&offer) };
+        let boot_from = if self.proxy {
+            offers.boot.as_ref()
+        } else {
+            Some(&offer)
+        };
         let boot_file = boot_from
             .and_then(|r| r.boot_file.clone())
             .ok_or(DhcpFailure::BadOffer("offer without a boot file"))?;
@@ -408,7 +419,10 @@ impl Client<'_> {
         req.server_id = Some(server);
         for wait in self.backoff {
             req.secs = started.elapsed().as_secs().min(u16::MAX as u64) as u16;
-            self.hub.send(&req.encode()).await.map_err(DhcpFailure::Io)?;
+            self.hub
+                .send(&req.encode())
+                .await
+                .map_err(DhcpFailure::Io)?;
             let deadline = tokio::time::Instant::now() + *wait;
             loop {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {

@@ -57,7 +57,11 @@ fn split(url: &str) -> Result<(SocketAddr, String, String), HttpFailure> {
         .authority()
         .map(|a| a.as_str().to_string())
         .unwrap_or_default();
-    Ok((SocketAddr::from(SocketAddrV4::new(ip, port)), path, authority))
+    Ok((
+        SocketAddr::from(SocketAddrV4::new(ip, port)),
+        path,
+        authority,
+    ))
 }
 
 fn io<E: std::fmt::Display>(e: E) -> HttpFailure {
@@ -104,8 +108,8 @@ impl Conn {
         body: Option<Bytes>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, HttpFailure> {
         let (to, path, authority) = split(url)?;
-        let reusable = self.target == Some(to)
-            && self.sender.as_ref().is_some_and(|s| !s.is_closed());
+        let reusable =
+            self.target == Some(to) && self.sender.as_ref().is_some_and(|s| !s.is_closed());
         if !reusable {
             self.sender = None;
             self.connect(to).await?;
@@ -196,7 +200,9 @@ impl Conn {
     pub async fn post(&mut self, url: &str, token: &str, body: Bytes) -> Result<(), HttpFailure> {
         let timeout = self.timeout;
         tokio::time::timeout(timeout, async {
-            let resp = self.send(Method::POST, url, Some(token), Some(body)).await?;
+            let resp = self
+                .send(Method::POST, url, Some(token), Some(body))
+                .await?;
             resp.into_body().collect().await.map_err(io)?;
             Ok(())
         })

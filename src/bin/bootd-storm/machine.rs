@@ -149,11 +149,7 @@ pub async fn boot(hub: Arc<Hub>, plan: Arc<Plan>, mac: MacAddr, uuid: [u8; 16]) 
     out
 }
 
-async fn timed<T, F: std::future::Future<Output = T>>(
-    out: &mut Outcome,
-    step: Step,
-    f: F,
-) -> T {
+async fn timed<T, F: std::future::Future<Output = T>>(out: &mut Outcome, step: Step, f: F) -> T {
     let t = Instant::now();
     let r = f.await;
     out.steps.push((step, t.elapsed()));
@@ -272,7 +268,8 @@ async fn steps(
         out.http_bytes += n;
     }
 
-    let installing = Bytes::from_static(br#"{"phase":"installing","progress":50,"message":"bootd-storm"}"#);
+    let installing =
+        Bytes::from_static(br#"{"phase":"installing","progress":50,"message":"bootd-storm"}"#);
     let registered = Bytes::from(format!(
         r#"{{"phase":"registered","message":"bootd-storm","ip":"{}"}}"#,
         lease2.yiaddr

@@ -30,7 +30,11 @@ fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|l| {
         let v = l.strip_prefix(field)?.strip_prefix(':')?;
-        v.split_whitespace().next()?.parse::<u64>().ok().map(|k| k * 1024)
+        v.split_whitespace()
+            .next()?
+            .parse::<u64>()
+            .ok()
+            .map(|k| k * 1024)
     })
 }
 
@@ -163,8 +167,12 @@ pub fn build(outcomes: &[Outcome], wall: Duration, servers: Value, args: Value) 
 pub fn text(r: &Value) -> String {
     let mut s = format!(
         "machines {}  booted {}  failed {}  wall {:.2} s  tftp {} B  http {} B\n",
-        r["machines"], r["booted"], r["failed"], r["wall_seconds"].as_f64().unwrap_or(0.0),
-        r["bytes"]["tftp"], r["bytes"]["http"]
+        r["machines"],
+        r["booted"],
+        r["failed"],
+        r["wall_seconds"].as_f64().unwrap_or(0.0),
+        r["bytes"]["tftp"],
+        r["bytes"]["http"]
     );
     s.push_str(&format!(
         "{:<10} {:>6} {:>10} {:>10} {:>10} {:>10}\n",

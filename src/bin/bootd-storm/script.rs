@@ -44,14 +44,17 @@ pub fn parse(text: &str) -> BootPlan {
     let mut plan = BootPlan::default();
     let mut vars: HashMap<String, String> = HashMap::new();
     for line in text.lines() {
-        let words: Vec<String> = line
-            .split_whitespace()
-            .map(|w| expand(w, &vars))
-            .collect();
+        let words: Vec<String> = line.split_whitespace().map(|w| expand(w, &vars)).collect();
         let Some(cmd) = words.first() else {
             continue;
         };
-        let url = || words.iter().skip(1).find(|w| w.starts_with("http://")).cloned();
+        let url = || {
+            words
+                .iter()
+                .skip(1)
+                .find(|w| w.starts_with("http://"))
+                .cloned()
+        };
         match cmd.as_str() {
             "set" if words.len() >= 3 && vars.len() < MAX_VARS => {
                 vars.insert(words[1].clone(), words[2..].join(" "));
@@ -99,7 +102,10 @@ mod tests {
             Some("http://10.0.0.1:8080/assets/discovery/initrd.img")
         );
         assert_eq!(plan.token.as_deref(), Some("abc.def"));
-        assert!(plan.phase_url.as_deref().is_some_and(|u| u.ends_with("/phase")));
+        assert!(plan
+            .phase_url
+            .as_deref()
+            .is_some_and(|u| u.ends_with("/phase")));
         assert!(plan
             .hardware_url
             .as_deref()

@@ -19,7 +19,10 @@ pub enum TftpFailure {
     /// The server sent an ERROR packet.
     Error(u16, String),
     /// Fewer or more bytes than the announced tsize.
-    Size { announced: u64, got: u64 },
+    Size {
+        announced: u64,
+        got: u64,
+    },
     /// A packet we cannot read.
     Protocol(&'static str),
     Io(std::io::Error),
@@ -148,9 +151,7 @@ impl Read<'_> {
                         }
                         if last {
                             return match tsize {
-                                Some(t) if t != got => {
-                                    Err(TftpFailure::Size { announced: t, got })
-                                }
+                                Some(t) if t != got => Err(TftpFailure::Size { announced: t, got }),
                                 _ => Ok(got),
                             };
                         }
