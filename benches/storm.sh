@@ -3,7 +3,7 @@
 # TFTP, HTTP, unknown machines discovered) and, in the same run, against the classic stack
 # (dnsmasq DHCP + TFTP, nginx serving per-MAC scripts and assets and answering the POSTs).
 # Two network namespaces joined by a veth: server 10.90.0.1/16, client 10.90.0.2/16 with
-# the pool 10.90.32.0/19 made local by an AnyIP route, so every machine uses its own lease
+# the pool (2 × N addresses from 10.90.64.1) made local by an AnyIP route, so every machine uses its own lease
 # as source address for TFTP and HTTP.
 #
 # Usage (root): benches/storm.sh                 NS="20" benches/storm.sh
@@ -11,6 +11,7 @@
 #   SERVERS="bootd classic"   which stacks, in this order per N
 #   KERNEL_SIZE=8M INITRD_SIZE=40M   asset sizes      RAMP=10s   arrival spread
 #   WINDOWSIZE=8         TFTP windowsize asked by the machines (default none)
+#   PERF=1               record the servers with perf (N-server.perf.data)
 #   DNSMASQ_EXTRA="..."  extra dnsmasq flags (default only --dhcp-lease-max=100000: ping
 #                        check and the 50-transfer TFTP cap stay at dnsmasq's defaults)
 # Results: target/storm/<date>/N-<server>.json, summary.md (benches/storm_report.py).
@@ -35,9 +36,10 @@ CLI=${TAG}c
 WORK=$(mktemp -d /tmp/storm-bench.XXXXXX)
 chmod 755 "$WORK" # nginx workers (user nobody) read the assets and scripts under it
 SERVER_IP=10.90.0.1
-POOL_FIRST=10.90.32.1
-POOL_LAST=10.90.63.254
-POOL_NET=10.90.32.0/19
+# The pool holds 2 × N addresses (at least 254) from 10.90.64.1; the AnyIP route covers the
+# largest pool (N up to 8,000) and stays clear of the server's and the client's own address.
+POOL_FIRST=10.90.64.1
+POOL_NET=10.90.64.0/18
 PIDS=()
 
 cleanup() {
@@ -64,12 +66,20 @@ ip -n "$CLI" link set c0 up
 # Thousands of neighbours on one segment overflow the kernel's neighbour table (gc_thresh3,
 # host-wide, 1024 by default; a real PXE host would raise it). Permanent entries are not
 # counted, so the server namespace gets one per pool address instead of a host sysctl.
+# (This also makes /proc/net/arp as long as the pool, 2 × N lines: what a real segment with
+# N booting machines and some churn looks like.)
 CLIENT_LLADDR=$(ip -n "$CLI" -j link show c0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
-python3 -c "
+# Pool of the current run and its neighbour entries: pool N.
+pool() {
+  POOL_LAST=$(python3 -c "import ipaddress; print(ipaddress.ip_address('$POOL_FIRST') + max(254, 2 * $1) - 1)")
+  ip -n "$SRV" neigh flush dev s0 nud permanent 2>/dev/null || true
+  python3 -c "
 import ipaddress
-for ip in ipaddress.ip_network('$POOL_NET').hosts():
-    print('neigh replace %s lladdr $CLIENT_LLADDR dev s0 nud permanent' % ip)" >"$WORK/neigh.batch"
-ip -n "$SRV" -batch "$WORK/neigh.batch"
+a = ipaddress.ip_address('$POOL_FIRST')
+for i in range(max(254, 2 * $1)):
+    print('neigh replace %s lladdr $CLIENT_LLADDR dev s0 nud permanent' % (a + i))" >"$WORK/neigh.batch"
+  ip -n "$SRV" -batch "$WORK/neigh.batch"
+}
 # AnyIP: every pool address is local in the client namespace (and answered in ARP).
 ip -n "$CLI" route add local $POOL_NET dev lo
 # Unused addresses do not answer pings in a real network; AnyIP would answer them all.
@@ -198,7 +208,13 @@ storm() { # server n
   [ -n "$WINDOWSIZE" ] && args+=(--windowsize "$WINDOWSIZE")
   for p in "${SERVER_PIDS[@]}"; do args+=(--server-pid "$p"); done
   echo "== $1, N=$2" | tee -a "$OUT/raw.txt"
+  local perf=""
+  if [ -n "${PERF:-}" ]; then
+    perf record -q -e cpu-clock -F 999 -g -o "$OUT/$2-$1.perf.data" -p "$(IFS=,; echo "${SERVER_PIDS[*]}")" &
+    perf=$!
+  fi
   ip netns exec "$CLI" "$BIN/bootd-storm" "${args[@]}" | tee -a "$OUT/raw.txt" || true
+  if [ -n "$perf" ]; then kill -INT "$perf"; wait "$perf" || true; fi
 }
 
 # Nodes that reached `registered` in bootd's API (the callbacks' last phase).
@@ -208,12 +224,16 @@ registered() {
 }
 
 for n in $NS_LIST; do
+  pool "$n"
   for server in $SERVERS; do
     case $server in
       bootd)
         start_bootd "$n"
         storm bootd "$n"
         echo "bootd API: $(registered) of $n nodes registered" | tee -a "$OUT/raw.txt"
+        # bootd's own counters for what went wrong (TFTP sessions, refusals, retransmits, DHCP drops).
+        ip netns exec "$SRV" curl -s --max-time 30 http://$SERVER_IP:8080/metrics |
+          grep -E '^bootd_(tftp|dhcp)' | grep -v ' 0$' >"$OUT/$n-bootd.metrics" || true
         ;;
       classic)
         start_classic "$n"
