@@ -11,6 +11,7 @@
 #   SERVERS="bootd classic"   which stacks, in this order per N
 #   KERNEL_SIZE=8M INITRD_SIZE=40M   asset sizes      RAMP=10s   arrival spread
 #   WINDOWSIZE=8         TFTP windowsize asked by the machines (default none)
+#   BOOTD_TFTP="max_sessions = 10000"   extra lines for bootd's [tftp] table
 #   PERF=1               record the servers with perf (N-server.perf.data)
 #   DNSMASQ_EXTRA="..."  extra dnsmasq flags (default only --dhcp-lease-max=100000: ping
 #                        check and the 50-transfer TFTP cap stay at dnsmasq's defaults)
@@ -26,6 +27,7 @@ RAMP=${RAMP:-}
 WINDOWSIZE=${WINDOWSIZE:-}
 DNSMASQ_EXTRA=${DNSMASQ_EXTRA:-"--dhcp-lease-max=100000"}
 SEED=${SEED:-1}
+BOOTD_TFTP=${BOOTD_TFTP:-}
 LSHW=${LSHW:-$ROOT/tests/data/hardware/local-vm.lshw.json}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$CARGO_TARGET_DIR/release
@@ -124,6 +126,7 @@ lease_time = "1h"
 
 [tftp]
 listen = "$SERVER_IP:69"
+$BOOTD_TFTP
 
 [boot]
 unknown = "discover"

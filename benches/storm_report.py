@@ -54,6 +54,8 @@ def main():
             for p in ("p50", "p99"):
                 print(row(f"{s} {p} ms", get(b, "steps", s, f"{p}_ms"),
                           get(c, "steps", s, f"{p}_ms")))
+        print(row("client (bootd-storm) CPU s", get(b, "client_cpu_seconds"),
+                  get(c, "client_cpu_seconds"), "{:,.2f}"))
         print(row("server CPU s", get(b, "server", "cpu_seconds"),
                   get(c, "server", "cpu_seconds"), "{:,.2f}"))
         mib = lambda rep, k: None if rep is None else _dig(rep, ("server", k)) / 2**20

@@ -159,6 +159,8 @@ pub fn build(outcomes: &[Outcome], wall: Duration, servers: Value, args: Value) 
         "steps": steps,
         "bytes": { "tftp": tftp, "http": http },
         "wall_seconds": wall.as_secs_f64(),
+        // The load generator shares the machine's cores with the server: its own cost.
+        "client_cpu_seconds": cpu_ticks(std::process::id()).unwrap_or(0) as f64 / ticks_per_second() as f64,
         "server": servers,
     })
 }
@@ -200,6 +202,10 @@ pub fn text(r: &Value) -> String {
         }
     }
     let srv = &r["server"];
+    s.push_str(&format!(
+        "client cpu {:.2} s\n",
+        r["client_cpu_seconds"].as_f64().unwrap_or(0.0)
+    ));
     if srv["pids"].as_array().is_some_and(|p| !p.is_empty()) {
         s.push_str(&format!(
             "server cpu {:.2} s  VmHWM sum {:.1} MiB  sampled peak RSS {:.1} MiB\n",

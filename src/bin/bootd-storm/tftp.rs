@@ -186,7 +186,7 @@ mod tests {
         let p = rrq("ipxe.efi", Some(8));
         assert_eq!(
             p,
-            b"\0\x01ipxe.efi\0octet\0tsize\00\0blksize\01468\0windowsize\08\0".to_vec()
+            b"\0\x01ipxe.efi\0octet\0tsize\0\x30\0blksize\0\x31468\0windowsize\0\x38\0".to_vec()
         );
     }
 
