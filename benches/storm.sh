@@ -8,7 +8,8 @@
 #
 # Usage (root): benches/storm.sh                 NS="20" benches/storm.sh
 #   NS="100 1000"        machine counts (default "100 1000 5000")
-#   SERVERS="bootd classic"   which stacks, in this order per N
+#   SERVERS="bootd classic"   which stacks, in this order per N (also: bootd-proxy, bootd in
+#                        ProxyDHCP mode beside an address-only dnsmasq --no-ping)
 #   KERNEL_SIZE=8M INITRD_SIZE=40M   asset sizes      RAMP=10s   arrival spread
 #   WINDOWSIZE=8         TFTP windowsize asked by the machines (default none)
 #   BOOTD_TFTP="max_sessions = 10000"   extra lines for bootd's [tftp] table
@@ -103,7 +104,8 @@ for i in range(n):
     print('02:%02x:%02x:%02x:%02x:%02x' % (s>>8, s&255, (i>>16)&255, (i>>8)&255, i&255))" "$1"
 }
 
-start_bootd() { # n
+start_bootd() { # n [proxy]
+  local mode=${2:-full}
   local dir=$WORK/bootd
   rm -rf "$dir"
   mkdir -p "$dir/state"
@@ -118,7 +120,7 @@ control_socket = "$dir/state/control.sock"
 interfaces = ["s0"]
 
 [dhcp]
-mode = "full"
+mode = "$mode"
 [[dhcp.pools]]
 subnet = "10.90.0.0/16"
 range = ["$POOL_FIRST", "$POOL_LAST"]
@@ -133,11 +135,19 @@ unknown = "discover"
 default_profile = "discovery"
 TOML
   BOOTD_LOG=${BOOTD_LOG:-info} ip netns exec "$SRV" "$BIN/bootd" run --config "$dir/bootd.toml" \
-    >"$OUT/bootd-$1.log" 2>&1 &
+    >"$OUT/bootd-$mode-$1.log" 2>&1 &
   SERVER_PIDS=($!)
   PIDS+=($!)
+  if [ "$mode" = proxy ]; then
+    # The site's DHCP server beside the ProxyDHCP: addresses only.
+    ip netns exec "$SRV" dnsmasq --conf-file=/dev/null --no-daemon --port=0 --no-ping \
+      --interface=s0 --bind-interfaces --dhcp-range=$POOL_FIRST,$POOL_LAST,255.255.0.0,1h \
+      --dhcp-lease-max=100000 --leasefile-ro >"$OUT/dnsmasq-addr-$1.log" 2>&1 &
+    PIDS+=($!)
+    SERVER_PIDS+=($!)
+  fi
   for _ in $(seq 1 100); do [ -S "$dir/state/control.sock" ] && break; sleep 0.1; done
-  [ -S "$dir/state/control.sock" ] || { echo "bootd did not start" >&2; cat "$OUT/bootd-$1.log" >&2; exit 1; }
+  [ -S "$dir/state/control.sock" ] || { echo "bootd did not start" >&2; cat "$OUT/bootd-$mode-$1.log" >&2; exit 1; }
 }
 
 start_classic() { # n
@@ -207,6 +217,7 @@ stop_servers() {
 storm() { # server n
   local args=(-n "$2" --seed "$SEED" --interface c0 --lshw "$LSHW" --label "$1"
     --json "$OUT/$2-$1.json")
+  [ "$1" = bootd-proxy ] && args+=(--mode proxy)
   [ -n "$RAMP" ] && args+=(--ramp "$RAMP")
   [ -n "$WINDOWSIZE" ] && args+=(--windowsize "$WINDOWSIZE")
   for p in "${SERVER_PIDS[@]}"; do args+=(--server-pid "$p"); done
@@ -237,6 +248,12 @@ for n in $NS_LIST; do
         # bootd's own counters for what went wrong (TFTP sessions, refusals, retransmits, DHCP drops).
         ip netns exec "$SRV" curl -s --max-time 30 http://$SERVER_IP:8080/metrics |
           grep -E '^bootd_(tftp|dhcp)' | grep -v ' 0$' >"$OUT/$n-bootd.metrics" || true
+        ;;
+      bootd-proxy)
+        # ProxyDHCP mode; dnsmasq (--no-ping) hands out the addresses and is measured too.
+        start_bootd "$n" proxy
+        storm bootd-proxy "$n"
+        echo "bootd (proxy) API: $(registered) of $n nodes registered" | tee -a "$OUT/raw.txt"
         ;;
       classic)
         start_classic "$n"
