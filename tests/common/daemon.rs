@@ -30,6 +30,7 @@ pub fn bin(name: &str) -> PathBuf {
     match name {
         "bootd" => PathBuf::from(env!("CARGO_BIN_EXE_bootd")),
         "bootctl" => PathBuf::from(env!("CARGO_BIN_EXE_bootctl")),
+        "bootd-storm" => PathBuf::from(env!("CARGO_BIN_EXE_bootd-storm")),
         other => panic!("unknown binary {other}"),
     }
 }
