@@ -19,6 +19,8 @@ pub struct App {
     templates: std::sync::RwLock<Arc<Templates>>,
     /// The client architecture DHCP last saw per MAC (`bios`, `x86_64-efi`, `arm64-efi`).
     arch_seen: std::sync::Mutex<std::collections::HashMap<crate::mac::MacAddr, &'static str>>,
+    /// Address → MAC as DHCP sees it, for naming TFTP peers.
+    pub peers: crate::peers::PeerTable,
     pub store: Arc<Store>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
@@ -68,6 +70,7 @@ impl App {
             config: tx,
             templates: std::sync::RwLock::new(Arc::new(templates)),
             arch_seen: std::sync::Mutex::new(std::collections::HashMap::new()),
+            peers: crate::peers::PeerTable::default(),
             store,
             registry,
             metrics: Arc::new(Metrics::new()),

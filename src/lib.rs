@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod mac;
 pub mod metrics;
 pub mod nodes;
+pub mod peers;
 pub mod preflight;
 pub mod relay;
 pub mod services;

@@ -190,7 +190,7 @@ impl crate::tftp::Observer for TftpObserver {
         if !is_boot_file {
             return;
         }
-        let Some(mac) = mac_of_peer(peer.ip()) else {
+        let Some(mac) = self.app_peer(peer.ip()) else {
             return;
         };
         let Some(node) = self.app.registry.get(mac) else {
@@ -230,8 +230,18 @@ impl crate::tftp::Observer for TftpObserver {
 impl TftpObserver {
     /// The node behind a TFTP peer: the neighbour table on the local segment, else the
     /// DHCP lease of the address (full mode, and clients behind a relay).
+    /// The MAC DHCP last saw with `ip`, else the kernel's neighbour table (a peer whose
+    /// DHCP bootd did not see, e.g. a static address).
+    fn app_peer(&self, ip: IpAddr) -> Option<MacAddr> {
+        let learnt = match ip {
+            IpAddr::V4(v4) => self.app.peers.lookup(v4),
+            IpAddr::V6(_) => None,
+        };
+        learnt.or_else(|| mac_of_peer(ip))
+    }
+
     fn mac_for(&self, ip: IpAddr) -> Option<MacAddr> {
-        if let Some(mac) = mac_of_peer(ip) {
+        if let Some(mac) = self.app_peer(ip) {
             return Some(mac);
         }
         let IpAddr::V4(ip) = ip else { return None };
@@ -449,6 +459,10 @@ impl crate::dhcp::Backend for DhcpBackend {
                 tracing::debug!(%mac, error = %e, "dhcp event not recorded");
             }
         });
+    }
+
+    fn address_seen(&self, mac: MacAddr, ip: Ipv4Addr) {
+        self.app.peers.learn(ip, mac);
     }
 
     fn load_leases(&self) -> Result<Vec<crate::dhcp::Lease>, crate::dhcp::BackendError> {

@@ -163,6 +163,13 @@ default_profile = "discovery"
                 "{mac} never reached {phase}: {node}"
             );
         }
+        // Every machine's TFTP download is attributed to it, although all of them sit
+        // behind one veth (one link-level address): bootd names TFTP peers from what DHCP
+        // saw, not from the neighbour table.
+        let tftp_seen = node["history"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|e| e["message"] == "tftp ipxe.efi"));
+        assert!(tftp_seen, "{mac}: TFTP transfer not attributed: {node}");
         let hw = control(&socket, &format!("/api/v1/nodes/{mac}/hardware"));
         assert!(
             hw["inventory"].is_object(),

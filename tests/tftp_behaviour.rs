@@ -550,3 +550,73 @@ async fn session_deadline_ends_slow_transfers() {
     assert_eq!(srv.metrics.errors(ErrorKind::Deadline), 1);
     srv.stop().await;
 }
+
+/// At the total session limit a request gets no answer (firmware would give up on an
+/// ERROR); its resend is served once a slot is free.
+#[tokio::test]
+async fn full_server_stays_silent_until_a_slot_frees() {
+    let root = Root::new();
+    root.write("f", &pattern(10_000, 11));
+    let srv = Server::start(Settings {
+        max_sessions: 1,
+        retransmit: Duration::from_secs(5),
+        ..settings(root.path())
+    })
+    .await;
+    let holder = client_socket().await;
+    holder
+        .send_to(&rrq(b"f", "octet", &[]), srv.addr)
+        .await
+        .unwrap();
+    let (_, _, held_from) = expect_data(&holder).await;
+
+    let waiting = client_socket().await;
+    waiting
+        .send_to(&rrq(b"f", "octet", &[]), srv.addr)
+        .await
+        .unwrap();
+    assert!(
+        recv(&waiting, Duration::from_millis(700)).await.is_none(),
+        "a full server must not answer"
+    );
+    assert_eq!(srv.metrics.errors(ErrorKind::SessionLimit), 1);
+
+    holder
+        .send_to(&error_packet(0, "done"), held_from)
+        .await
+        .unwrap();
+    srv.wait_idle(Duration::from_secs(2)).await;
+    // The firmware's resend, from the same port, now gets the file.
+    waiting
+        .send_to(&rrq(b"f", "octet", &[]), srv.addr)
+        .await
+        .unwrap();
+    let (block, _, _) = expect_data(&waiting).await;
+    assert_eq!(block, 1);
+    srv.stop().await;
+}
+
+/// A resent request from a peer whose session is running starts no second session.
+#[tokio::test]
+async fn resent_request_does_not_start_a_second_session() {
+    let root = Root::new();
+    root.write("f", &pattern(10_000, 12));
+    let srv = Server::start(Settings {
+        retransmit: Duration::from_secs(5),
+        ..settings(root.path())
+    })
+    .await;
+    let s = client_socket().await;
+    s.send_to(&rrq(b"f", "octet", &[]), srv.addr).await.unwrap();
+    let (_, _, from) = expect_data(&s).await;
+    s.send_to(&rrq(b"f", "octet", &[]), srv.addr).await.unwrap();
+    assert!(
+        recv(&s, Duration::from_millis(700)).await.is_none(),
+        "the resend must not start a second stream"
+    );
+    assert_eq!(srv.metrics.active_sessions(), 1);
+    assert_eq!(srv.metrics.errors(ErrorKind::Duplicate), 1);
+    s.send_to(&error_packet(0, "bye"), from).await.unwrap();
+    srv.wait_idle(Duration::from_secs(2)).await;
+    srv.stop().await;
+}

@@ -233,6 +233,9 @@ pub trait Backend: Send + Sync + 'static {
     fn node(&self, mac: MacAddr) -> NodeBoot;
     /// An offer (or proxy offer) was sent to `mac`; must not block.
     fn offered(&self, mac: MacAddr, ip: Option<Ipv4Addr>, arch: Option<Arch>, iface: &str);
+    /// `mac` was seen using `ip` (a request's ciaddr or requested address, or our ACK);
+    /// must not block.
+    fn address_seen(&self, _mac: MacAddr, _ip: Ipv4Addr) {}
     /// Leases stored before this start.
     fn load_leases(&self) -> Result<Vec<Lease>, BackendError>;
     /// Stores leases durably; blocking; called on a blocking thread.

@@ -329,6 +329,9 @@ impl State {
             self.metrics.count_drop("rate_limited");
             return;
         }
+        if let Some(ip) = address_in_use(&req) {
+            self.backend.address_seen(req.mac, ip);
+        }
         let node = self.backend.node(req.mac);
         let pool = if settings.mode == Mode::Full {
             let anchor = (!req.giaddr.is_unspecified()).then_some(req.giaddr);
@@ -401,6 +404,9 @@ impl State {
             }
         };
         log_reply(&req, &iface.name, &reply);
+        if reply.msg_type == MessageType::Ack && !reply.yiaddr.is_unspecified() {
+            self.backend.address_seen(req.mac, reply.yiaddr);
+        }
         if reply.msg_type == MessageType::Offer {
             let ip = (!reply.yiaddr.is_unspecified()).then_some(reply.yiaddr);
             self.backend.offered(req.mac, ip, req.arch, &iface.name);
@@ -573,6 +579,18 @@ impl State {
 /// answer the broadcasts of that link.
 fn served_on(interfaces: &[String], iface: &str, relayed_to_us: bool) -> bool {
     interfaces.is_empty() || relayed_to_us || interfaces.iter().any(|i| i == iface)
+}
+
+/// The address a client says it uses: ciaddr (renewing, INFORM, OVMF's 4011 request) or
+/// the one it REQUESTs (also seen by a proxy, from the address server's exchange).
+fn address_in_use(req: &PxeRequest<'_>) -> Option<Ipv4Addr> {
+    if !req.ciaddr.is_unspecified() {
+        return Some(req.ciaddr);
+    }
+    match req.msg_type {
+        MessageType::Request => req.requested_ip,
+        _ => None,
+    }
 }
 
 /// Whether `dst` is a unicast address of one of this host's interfaces.

@@ -22,6 +22,9 @@ pub enum ErrorKind {
     SessionLimit,
     /// Refused: the per-client session limit was reached.
     ClientLimit,
+    /// Ignored: a repeated request from a peer (address and port) whose session is still
+    /// running; the session answers it by retransmitting.
+    Duplicate,
     /// The client ended the transfer with an ERROR packet.
     ClientError,
     /// The client stopped answering (retries exhausted or ICMP unreachable).
@@ -46,6 +49,7 @@ impl ErrorKind {
             ErrorKind::Malformed => "malformed",
             ErrorKind::SessionLimit => "session_limit",
             ErrorKind::ClientLimit => "client_limit",
+            ErrorKind::Duplicate => "duplicate_request",
             ErrorKind::ClientError => "client_error",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Deadline => "deadline",

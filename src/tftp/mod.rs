@@ -9,12 +9,12 @@ pub mod path;
 mod session;
 pub mod source;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use thiserror::Error;
@@ -38,6 +38,9 @@ const LISTEN_RCVBUF: usize = 4 * 1024 * 1024;
 const SESSION_THREADS_MAX: usize = 4;
 /// Consecutive receive errors on the listener after which `serve` gives up.
 const MAX_CONSECUTIVE_RECV_ERRORS: u32 = 1000;
+/// At most one "session limit reached" warning per this long (a boot storm would
+/// otherwise log one line per refused request).
+const BUSY_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// TFTP settings; a new value from the watch channel applies to new sessions only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +212,7 @@ pub async fn serve(
     let mut buf = vec![0u8; MAX_REQUEST_LEN + 1];
     let mut reply = Vec::with_capacity(128);
     let mut recv_errors = 0u32;
+    let mut busy_warned: Option<Instant> = None;
     info!(%local, "tftp listening");
     loop {
         let received = tokio::select! {
@@ -242,7 +246,7 @@ pub async fn serve(
                 Some((code, text, kind))
             }
             Decision::Read { path, mode, neg } => {
-                match admission.admit(peer.ip(), &current, &metrics) {
+                match admission.admit(peer, &current, &metrics) {
                     Ok(permit) => {
                         let transfer = session::Transfer {
                             peer,
@@ -256,9 +260,27 @@ pub async fn serve(
                         pool.dispatch(transfer);
                         None
                     }
+                    Err(ErrorKind::ClientLimit) => {
+                        warn!(%peer, "tftp request refused: too many sessions for this client");
+                        Some((
+                            ErrorCode::Undefined,
+                            "server busy, try again",
+                            ErrorKind::ClientLimit,
+                        ))
+                    }
                     Err(kind) => {
-                        warn!(%peer, reason = kind.as_str(), "tftp request refused: too many sessions");
-                        Some((ErrorCode::Undefined, "server busy, try again", kind))
+                        // Full, or a resend from a peer already served: stay silent. An
+                        // ERROR would end the boot of firmware that is only early (PXE
+                        // ROMs give up on it); silence makes it resend the request after
+                        // its timeout, when a slot may be free.
+                        metrics.error(kind);
+                        if kind == ErrorKind::SessionLimit
+                            && busy_warned.is_none_or(|t: Instant| t.elapsed() >= BUSY_WARN_EVERY)
+                        {
+                            warn!(%peer, max = current.max_sessions, "tftp at its session limit: requests wait for the client's resend");
+                            busy_warned = Some(Instant::now());
+                        }
+                        None
                     }
                 }
             }
@@ -351,13 +373,15 @@ struct Admission {
 struct AdmissionState {
     total: usize,
     per_client: HashMap<IpAddr, usize>,
+    /// Peers (address and port) with a running session.
+    peers: HashSet<SocketAddr>,
 }
 
 /// A counted session slot; released (and the gauge lowered) when dropped.
 pub(crate) struct Permit {
     admission: Arc<Admission>,
     metrics: Arc<Metrics>,
-    client: IpAddr,
+    peer: SocketAddr,
 }
 
 impl Admission {
@@ -368,12 +392,16 @@ impl Admission {
 
     fn admit(
         self: &Arc<Self>,
-        ip: IpAddr,
+        peer: SocketAddr,
         settings: &Settings,
         metrics: &Arc<Metrics>,
     ) -> Result<Permit, ErrorKind> {
-        let client = ip.to_canonical();
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let client = peer.ip();
         let mut st = self.lock();
+        if st.peers.contains(&peer) {
+            return Err(ErrorKind::Duplicate);
+        }
         if st.total >= settings.max_sessions {
             return Err(ErrorKind::SessionLimit);
         }
@@ -386,11 +414,12 @@ impl Admission {
         }
         *count += 1;
         st.total += 1;
+        st.peers.insert(peer);
         metrics.session_opened();
         Ok(Permit {
             admission: Arc::clone(self),
             metrics: Arc::clone(metrics),
-            client,
+            peer,
         })
     }
 }
@@ -399,10 +428,12 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let mut st = self.admission.lock();
         st.total = st.total.saturating_sub(1);
-        if let Some(count) = st.per_client.get_mut(&self.client) {
+        st.peers.remove(&self.peer);
+        let client = self.peer.ip();
+        if let Some(count) = st.per_client.get_mut(&client) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                st.per_client.remove(&self.client);
+                st.per_client.remove(&client);
             }
         }
         self.metrics.session_closed();
@@ -458,17 +489,25 @@ mod tests {
             max_sessions_per_client: 2,
             ..Settings::default()
         };
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let p1 = adm.admit(a, &s, &m).unwrap();
-        let _p2 = adm.admit(a, &s, &m).unwrap();
-        assert_eq!(adm.admit(a, &s, &m).err(), Some(ErrorKind::ClientLimit));
-        let _p3 = adm.admit(b, &s, &m).unwrap();
-        assert_eq!(adm.admit(b, &s, &m).err(), Some(ErrorKind::SessionLimit));
+        let a = |port: u16| SocketAddr::from(([10, 0, 0, 1], port));
+        let b = |port: u16| SocketAddr::from(([10, 0, 0, 2], port));
+        let p1 = adm.admit(a(1000), &s, &m).unwrap();
+        // A resend from the same port while its session runs is a duplicate.
+        assert_eq!(adm.admit(a(1000), &s, &m).err(), Some(ErrorKind::Duplicate));
+        let _p2 = adm.admit(a(1001), &s, &m).unwrap();
+        assert_eq!(
+            adm.admit(a(1002), &s, &m).err(),
+            Some(ErrorKind::ClientLimit)
+        );
+        let _p3 = adm.admit(b(1000), &s, &m).unwrap();
+        assert_eq!(
+            adm.admit(b(1001), &s, &m).err(),
+            Some(ErrorKind::SessionLimit)
+        );
         assert_eq!(m.active_sessions(), 3);
         drop(p1);
         assert_eq!(m.active_sessions(), 2);
-        assert!(adm.admit(a, &s, &m).is_ok());
+        assert!(adm.admit(a(1000), &s, &m).is_ok());
         // The temporary permit above was dropped at once.
         assert_eq!(m.active_sessions(), 2);
     }
