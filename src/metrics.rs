@@ -33,6 +33,8 @@ pub struct Metrics {
     uptime: Gauge,
     pub http_requests: Family<RouteLabels, Counter>,
     pub http_bytes: Counter,
+    /// Sampled when /metrics is read.
+    pub asset_cache_bytes: Gauge,
     pub renders: Counter,
 }
 
@@ -76,6 +78,12 @@ impl Metrics {
             "HTTP body bytes sent",
             http_bytes.clone(),
         );
+        let asset_cache_bytes = Gauge::default();
+        registry.register(
+            "http_asset_cache_bytes",
+            "Asset bytes held in memory for HTTP",
+            asset_cache_bytes.clone(),
+        );
         let renders = Counter::default();
         registry.register(
             "renders",
@@ -91,6 +99,7 @@ impl Metrics {
             uptime,
             http_requests,
             http_bytes,
+            asset_cache_bytes,
             renders,
         }
     }

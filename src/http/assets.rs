@@ -1,6 +1,7 @@
 //! `/assets/*`: `server.assets_dir` read-only over HTTP with HEAD, Range, ETag,
 //! Last-Modified and an exact Content-Length; no listings, no redirects, no escapes.
 
+use super::asset_cache::{AssetCache, Lookup, MEMORY_FILE_MAX};
 use super::response::{error_response, full, Body};
 use crate::app::App;
 use crate::tftp::path::{normalize, open_beneath, OpenError};
@@ -11,6 +12,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -100,19 +102,19 @@ fn not_found() -> Response<Body> {
     error_response(StatusCode::NOT_FOUND, "not found")
 }
 
-/// Files up to this size are kept in memory and answered without touching the disk.
-const SMALL_FILE: u64 = 256 * 1024;
-/// How long a cached small file is trusted before its metadata is checked again.
-const REVALIDATE: Duration = Duration::from_secs(1);
-/// Most bytes the small-file cache holds; past it the cache starts over.
-const SMALL_CACHE_BYTES: usize = 64 * 1024 * 1024;
-
 /// What an asset answer needs: validators, size, and the bytes or the open file.
-struct Asset {
+pub(super) struct Asset {
     tag: String,
     modified: std::time::SystemTime,
-    size: u64,
+    pub(super) size: u64,
     data: Source,
+}
+
+impl Asset {
+    /// Whether the file's bytes are held in memory (counted against the cache bound).
+    pub(super) fn in_memory(&self) -> bool {
+        matches!(self.data, Source::Memory(_))
+    }
 }
 
 enum Source {
@@ -120,35 +122,19 @@ enum Source {
     Disk(Arc<File>),
 }
 
-type SmallCache = std::sync::Mutex<
-    std::collections::HashMap<(std::path::PathBuf, String), (std::time::Instant, Arc<Asset>)>,
->;
-
-/// Small files (iPXE scripts' neighbours, configs, the agent) answered from memory:
-/// a boot storm asks for the same few files thousands of times a second.
-fn small_cache() -> &'static SmallCache {
-    static CACHE: std::sync::OnceLock<SmallCache> = std::sync::OnceLock::new();
-    CACHE.get_or_init(Default::default)
+/// Every asset response shares this cache (the key includes the assets root).
+fn asset_cache() -> &'static AssetCache {
+    static CACHE: std::sync::OnceLock<AssetCache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(AssetCache::default)
 }
 
-fn cached(root: &std::path::Path, rel: &str) -> Option<Arc<Asset>> {
-    let cache = small_cache().lock().ok()?;
-    let (checked, asset) = cache.get(&(root.to_path_buf(), rel.to_string()))?;
-    (checked.elapsed() < REVALIDATE).then(|| asset.clone())
+/// File bytes the asset cache holds now (for /metrics).
+pub(super) fn cache_bytes() -> u64 {
+    asset_cache().memory_bytes()
 }
 
-fn remember(root: std::path::PathBuf, rel: String, asset: Arc<Asset>) {
-    if let Ok(mut cache) = small_cache().lock() {
-        let held: usize = cache.values().map(|(_, a)| a.size as usize).sum();
-        if held + asset.size as usize > SMALL_CACHE_BYTES {
-            cache.clear();
-        }
-        cache.insert((root, rel), (std::time::Instant::now(), asset));
-    }
-}
-
-/// Opens a file beneath the root (blocking): small ones are read whole.
-fn load(root: &std::path::Path, rel: &str) -> Result<Option<Asset>, OpenError> {
+/// Opens a file beneath the root (blocking): files up to [`MEMORY_FILE_MAX`] are read whole.
+fn load(root: &Path, rel: &str) -> Result<Option<Asset>, OpenError> {
     let file = open_beneath(root, rel)?;
     let meta = file.metadata().map_err(OpenError::Io)?;
     if !meta.is_file() {
@@ -156,8 +142,10 @@ fn load(root: &std::path::Path, rel: &str) -> Result<Option<Asset>, OpenError> {
         return Ok(None);
     }
     let size = meta.size();
-    let data = if size <= SMALL_FILE {
-        let mut buf = vec![0u8; size as usize];
+    let data = if size <= MEMORY_FILE_MAX {
+        let len = usize::try_from(size)
+            .map_err(|_| OpenError::Io(std::io::Error::other("file too large")))?;
+        let mut buf = vec![0u8; len];
         file.read_exact_at(&mut buf, 0).map_err(OpenError::Io)?;
         Source::Memory(Bytes::from(buf))
     } else {
@@ -171,6 +159,67 @@ fn load(root: &std::path::Path, rel: &str) -> Result<Option<Asset>, OpenError> {
     }))
 }
 
+/// The validator of the file now at `rel` (blocking), None if it is gone.
+fn current_tag(root: &Path, rel: &str) -> Option<String> {
+    let file = open_beneath(root, rel).ok()?;
+    let meta = file.metadata().ok()?;
+    meta.is_file().then(|| etag(&meta))
+}
+
+/// The asset at `rel`: from the cache, revalidated once per period, or loaded once for
+/// all the requests that want it at the same moment.
+async fn fetch(root: &Path, rel: &str) -> Option<Arc<Asset>> {
+    let cache = asset_cache();
+    let cell = match cache.lookup(root, rel) {
+        Lookup::Hit(asset) => return Some(asset),
+        Lookup::Stale(asset) => {
+            let (r, p) = (root.to_path_buf(), rel.to_string());
+            let now = tokio::task::spawn_blocking(move || current_tag(&r, &p))
+                .await
+                .ok()
+                .flatten();
+            if now.as_deref() == Some(asset.tag.as_str()) {
+                cache.confirm(root, rel);
+                return Some(asset);
+            }
+            cache.forget(root, rel);
+            match cache.lookup(root, rel) {
+                Lookup::Load(cell) => cell,
+                Lookup::Hit(asset) | Lookup::Stale(asset) => return Some(asset),
+            }
+        }
+        Lookup::Load(cell) => cell,
+    };
+    let mut loaded_here = false;
+    let result = cell
+        .get_or_try_init(|| async {
+            loaded_here = true;
+            let (r, p) = (root.to_path_buf(), rel.to_string());
+            match tokio::task::spawn_blocking(move || load(&r, &p)).await {
+                Ok(Ok(Some(asset))) => Ok(Arc::new(asset)),
+                Ok(Err(OpenError::Io(e))) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::debug!(error = %e, "asset open");
+                    Err(())
+                }
+                _ => Err(()),
+            }
+        })
+        .await;
+    match result {
+        Ok(asset) => {
+            if loaded_here {
+                cache.loaded(root, rel);
+            }
+            Some(asset.clone())
+        }
+        Err(()) => {
+            // Misses are not remembered: the file may appear at any moment.
+            cache.forget(root, rel);
+            None
+        }
+    }
+}
+
 /// Serves one asset. `rel` is the decoded path below `/assets/`.
 pub async fn serve(app: &Arc<App>, req: &Request<Incoming>, rel: &str) -> Response<Body> {
     let head = req.method() == Method::HEAD;
@@ -179,25 +228,8 @@ pub async fn serve(app: &Arc<App>, req: &Request<Incoming>, rel: &str) -> Respon
         _ => return not_found(),
     };
     let root = app.config().server.assets_dir.clone();
-    let asset = match cached(&root, &rel) {
-        Some(a) => a,
-        None => {
-            let (r, p) = (root.clone(), rel.clone());
-            match tokio::task::spawn_blocking(move || load(&r, &p)).await {
-                Ok(Ok(Some(a))) => {
-                    let a = Arc::new(a);
-                    if matches!(a.data, Source::Memory(_)) {
-                        remember(root, rel, a.clone());
-                    }
-                    a
-                }
-                Ok(Err(OpenError::Io(e))) if e.kind() != std::io::ErrorKind::NotFound => {
-                    tracing::debug!(error = %e, "asset open");
-                    return not_found();
-                }
-                _ => return not_found(),
-            }
-        }
+    let Some(asset) = fetch(&root, &rel).await else {
+        return not_found();
     };
     let size = asset.size;
     let tag = asset.tag.clone();
@@ -405,5 +437,58 @@ mod tests {
             parse_range("bytes=-5", 3),
             RangeAsk::Part(Span { start: 0, end: 3 })
         );
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn simultaneous_requests_share_one_load_and_changes_are_seen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("initrd"), vec![7u8; 1 << 20]).expect("write");
+        let root = dir.path().to_path_buf();
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let root = root.clone();
+            tasks.push(tokio::spawn(async move { fetch(&root, "initrd").await }));
+        }
+        let mut got = Vec::new();
+        for t in tasks {
+            got.push(t.await.expect("task").expect("asset"));
+        }
+        // One load: every request holds the very same copy.
+        assert!(got.iter().all(|a| Arc::ptr_eq(a, &got[0])));
+        assert!(got[0].in_memory());
+
+        // A replaced file is noticed after the revalidation period.
+        std::fs::write(dir.path().join("initrd"), vec![8u8; 1000]).expect("rewrite");
+        tokio::time::sleep(crate::http::asset_cache::REVALIDATE + Duration::from_millis(100)).await;
+        let now = fetch(&root, "initrd").await.expect("asset");
+        assert_eq!(now.size, 1000);
+        // A missing file is not remembered as missing.
+        assert!(fetch(&root, "later").await.is_none());
+        std::fs::write(dir.path().join("later"), b"x").expect("write");
+        assert!(fetch(&root, "later").await.is_some());
+    }
+
+    #[test]
+    fn memory_held_stays_within_the_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = AssetCache::with_limit(2500);
+        for name in ["a", "b", "c", "d"] {
+            std::fs::write(dir.path().join(name), vec![1u8; 1000]).expect("write");
+            let Lookup::Load(cell) = cache.lookup(dir.path(), name) else {
+                panic!("{name} should need a load");
+            };
+            let asset = load(dir.path(), name).expect("load").expect("file");
+            assert!(cell.set(Arc::new(asset)).is_ok());
+            cache.loaded(dir.path(), name);
+            assert!(cache.memory_bytes() <= 2500, "{}", cache.memory_bytes());
+        }
+        // The newest stays, the oldest went.
+        assert!(matches!(cache.lookup(dir.path(), "d"), Lookup::Hit(_)));
+        assert!(matches!(cache.lookup(dir.path(), "a"), Lookup::Load(_)));
     }
 }

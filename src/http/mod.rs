@@ -2,6 +2,7 @@
 //! metrics. The control socket serves the same router with admin rights.
 
 mod api;
+mod asset_cache;
 mod assets;
 mod boot;
 pub mod events;

@@ -93,6 +93,8 @@ async fn route(
     match (&method, segs) {
         (&Method::GET | &Method::HEAD, ["healthz"]) => ("healthz", api::healthz(app).await),
         (&Method::GET, ["metrics"]) => {
+            let held = i64::try_from(assets::cache_bytes()).unwrap_or(i64::MAX);
+            app.metrics.asset_cache_bytes.set(held);
             let body = app.metrics.render(
                 &app.registry.count_by_phase(),
                 app.started.elapsed().as_secs(),
