@@ -6,7 +6,7 @@
 mod common;
 
 use bootd::mac::MacAddr;
-use common::netboot::{address_only_dnsmasq, control, start_bootd};
+use common::netboot::{address_only_dnsmasq, control, start_bootd, TEST_SCRIPT};
 use common::{guest, need_root, Firmware, Netns, Qemu, QemuConfig};
 use std::path::Path;
 use std::time::Duration;
@@ -21,11 +21,6 @@ enum Dhcp {
     /// dnsmasq hands out addresses, bootd answers as ProxyDHCP.
     Proxy,
 }
-
-const TEST_SCRIPT: &str = "#!ipxe\n\
-kernel {{ assets_url }}/test/vmlinuz initrd=initrd.gz console=ttyS0 panic=-1 bootd.phase_url={{ phase_url }} bootd.token={{ token }}\n\
-initrd --name initrd.gz {{ assets_url }}/test/initrd.gz\n\
-boot\n";
 
 fn copy(from: &Path, to: &Path) {
     if let Some(dir) = to.parent() {
