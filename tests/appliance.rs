@@ -84,9 +84,58 @@ fn appliance_config() -> String {
     )
 }
 
+/// A unit of the test overlay: prints on the serial console whether bootd runs, with
+/// `bootd-ctl status` once it does, or the units' state and journal while it does not
+/// (the only window into the appliance: the test has no login).
+const CONSOLE_UNIT: &str = "[Unit]
+Description=test: bootd state on the serial console
+After=bootd-firstboot.service
+
+[Service]
+Type=simple
+ExecStart=/usr/local/sbin/bootd-test-console
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/ttyS0
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// What that unit runs: up to `tries` looks, 15 s apart.
+const CONSOLE_SCRIPT: &str = r#"#!/bin/sh
+tries=30
+while [ "$tries" -gt 0 ]; do
+    if systemctl is-active --quiet bootd.service; then
+        echo "TEST: bootd.service active"
+        bootd-ctl status 2>&1 | sed 's/^/TEST: bootd-ctl: /'
+        exit 0
+    fi
+    echo "TEST: bootd.service $(systemctl is-active bootd.service)"
+    systemctl --no-pager status bootd-preflight.service bootd.service 2>&1 | tail -n 20
+    journalctl --no-pager -b -u bootd.service -u bootd-preflight.service 2>&1 | tail -n 30
+    tries=$((tries - 1))
+    sleep 15
+done
+"#;
+
 /// The tree copied over the image's root: the test guest as assets, its boot script and
 /// a config that assigns it to that script.
 fn write_overlay(dir: &Path) {
+    let units = dir.join("etc/systemd/system");
+    std::fs::create_dir_all(units.join("multi-user.target.wants")).expect("mkdir");
+    std::fs::write(units.join("bootd-test-console.service"), CONSOLE_UNIT).expect("unit");
+    std::os::unix::fs::symlink(
+        "/etc/systemd/system/bootd-test-console.service",
+        units.join("multi-user.target.wants/bootd-test-console.service"),
+    )
+    .expect("enable the unit");
+    let sbin = dir.join("usr/local/sbin");
+    std::fs::create_dir_all(&sbin).expect("mkdir");
+    let script = sbin.join("bootd-test-console");
+    std::fs::write(&script, CONSOLE_SCRIPT).expect("script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let image = guest().expect("test guest (tests/guest/build-guest.sh)");
     let assets = dir.join("var/lib/bootd/assets/test");
     std::fs::create_dir_all(&assets).expect("mkdir");
@@ -105,7 +154,7 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     };
     for e in entries.flatten() {
         let p = e.path();
-        if p.is_dir() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
             files_under(&p, out);
         } else {
             out.push(p);
@@ -139,7 +188,13 @@ fn inputs_hash(overlay: &Path) -> String {
         // Overlay paths differ per run (a temp dir): hash the part inside it.
         let name = f.strip_prefix(overlay).unwrap_or(f);
         h.update(name.to_string_lossy().as_bytes());
-        h.update(std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())));
+        // A symlink counts by its target (which may not exist on this host).
+        match std::fs::read_link(f) {
+            Ok(target) => h.update(target.to_string_lossy().as_bytes()),
+            Err(_) => {
+                h.update(std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())))
+            }
+        }
     }
     h.finalize()
         .iter()
@@ -202,11 +257,30 @@ fn appliance_image(work: &Path) -> PathBuf {
     image
 }
 
+/// The serial console without terminal escape sequences (systemd colours unit names).
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ parameters, ended by a letter.
+            for e in chars.by_ref() {
+                if e.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Waits until the serial console shows `READY_LINE`; fails on a failure line, QEMU's
 /// exit or the timeout. Returns the time from QEMU's start.
 fn wait_ready(qemu: &Qemu, started: Instant) -> Duration {
     loop {
-        let serial = qemu.serial();
+        let serial = plain(&qemu.serial());
         if serial.contains(READY_LINE) {
             return started.elapsed();
         }
@@ -284,7 +358,7 @@ fn appliance_image_boots_to_bootd_ready_and_serves_a_pxe_client() {
     let started = Instant::now();
     let appliance = Qemu::launch(&ns, &config).expect("appliance QEMU");
     let ready = wait_ready(&appliance, started);
-    let serial = appliance.serial();
+    let serial = plain(&appliance.serial());
     let (iface, addr) = firstboot_result(&serial);
     println!(
         "READY: bootd.service started {:.1} s after QEMU start ({:?}); first boot chose {iface} {addr}",
