@@ -94,9 +94,7 @@ After=bootd-firstboot.service
 [Service]
 Type=simple
 ExecStart=/usr/local/sbin/bootd-test-console
-StandardOutput=tty
-StandardError=tty
-TTYPath=/dev/ttyS0
+StandardOutput=journal
 
 [Install]
 WantedBy=multi-user.target
@@ -104,16 +102,22 @@ WantedBy=multi-user.target
 
 /// What that unit runs: up to `tries` looks, 15 s apart.
 const CONSOLE_SCRIPT: &str = r#"#!/bin/sh
+# Each report opens the console anew: the serial getty's vhangup() kills older handles.
 tries=30
 while [ "$tries" -gt 0 ]; do
     if systemctl is-active --quiet bootd.service; then
-        echo "TEST: bootd.service active"
-        bootd-ctl status 2>&1 | sed 's/^/TEST: bootd-ctl: /'
+        {
+            echo "TEST: bootd.service active"
+            bootd-ctl status 2>&1 | sed 's/^/TEST: bootd-ctl: /'
+        } >/dev/console 2>&1
         exit 0
     fi
-    echo "TEST: bootd.service $(systemctl is-active bootd.service)"
-    systemctl --no-pager status bootd-preflight.service bootd.service 2>&1 | tail -n 20
-    journalctl --no-pager -b -u bootd.service -u bootd-preflight.service 2>&1 | tail -n 30
+    {
+        echo "TEST: bootd.service $(systemctl is-active bootd.service)"
+        systemctl --no-pager status bootd-preflight.service bootd.service 2>&1 | tail -n 20
+        journalctl --no-pager -b -u bootd.service -u bootd-preflight.service 2>&1 | tail -n 30
+        ps -eo pid,stat,wchan:20,args | grep '[b]ootd'
+    } >/dev/console 2>&1
     tries=$((tries - 1))
     sleep 15
 done
