@@ -195,9 +195,7 @@ fn inputs_hash(overlay: &Path) -> String {
         // A symlink counts by its target (which may not exist on this host).
         match std::fs::read_link(f) {
             Ok(target) => h.update(target.to_string_lossy().as_bytes()),
-            Err(_) => {
-                h.update(std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())))
-            }
+            Err(_) => h.update(std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()))),
         }
     }
     h.finalize()
@@ -252,7 +250,11 @@ fn appliance_image(work: &Path) -> PathBuf {
         cmd.arg("--base").arg(&minbase);
     }
     sh(&mut cmd);
-    assert!(image.is_file(), "build-appliance made no {}", image.display());
+    assert!(
+        image.is_file(),
+        "build-appliance made no {}",
+        image.display()
+    );
     println!(
         "built the appliance image {} in {:?}",
         image.display(),
@@ -376,7 +378,11 @@ fn appliance_image_boots_to_bootd_ready_and_serves_a_pxe_client() {
     assert!(health.contains("ok"), "/healthz: {health}");
     let status: serde_json::Value =
         serde_json::from_str(&curl(&ns, &format!("{base}/api/v1/status"))).unwrap_or_default();
-    assert_eq!(status["public_url"].as_str(), Some(base.as_str()), "{status}");
+    assert_eq!(
+        status["public_url"].as_str(),
+        Some(base.as_str()),
+        "{status}"
+    );
 
     // A PXE client on the same bridge boots through the appliance's ProxyDHCP.
     let mut client_config = QemuConfig::new(
@@ -405,7 +411,8 @@ fn appliance_image_boots_to_bootd_ready_and_serves_a_pxe_client() {
         .unwrap_or_default();
     path.dedup();
     assert!(
-        path.windows(3).any(|w| w == ["dhcp", "ipxe_boot", "installing"]),
+        path.windows(3)
+            .any(|w| w == ["dhcp", "ipxe_boot", "installing"]),
         "client history {path:?}\n--- client serial ---\n{}\n--- appliance serial ---\n{}",
         tail(&client.serial(), SERIAL_TAIL_BYTES),
         tail(&appliance.serial(), SERIAL_TAIL_BYTES)
