@@ -23,6 +23,7 @@ PACKAGES=(
     dnsmasq-base atftp tftp-hpa curl iproute2 tcpdump udhcpc isc-dhcp-client kea-admin
     sqlite3 python3 build-essential pkg-config lshw dmidecode
     debootstrap zstd systemd chromium qemu-system-arm qemu-efi-aarch64 cpio
+    syslinux syslinux-common mtools dosfstools fdisk e2fsprogs qemu-utils
 )
 APT_LOCK_WAIT_SECS=600
 APT_TRIES=3

@@ -7,7 +7,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::StatusCode;
 use hyper_util::rt::TokioIo;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::UnixListener;
@@ -91,8 +91,14 @@ pub fn bind(path: &Path, group: Option<&str>) -> Result<(UnixListener, Access), 
     let listener = UnixListener::bind(path).map_err(io)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
     if let Some(g) = gid {
-        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(g)))
-            .map_err(|e| io(std::io::Error::from(e)))?;
+        // Under the systemd unit (Group=bootd) the socket already has the group, and
+        // chown is not even allowed there (SystemCallFilter=~@privileged): only change
+        // what differs.
+        let current = std::fs::metadata(path).map_err(io)?.gid();
+        if current != g {
+            nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(g)))
+                .map_err(|e| io(std::io::Error::from(e)))?;
+        }
     }
     let access = Access {
         own_uid: nix::unistd::geteuid().as_raw(),

@@ -7,6 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A boot script for the test guest (tests/guest): its kernel and initrd from
+/// `assets/test/`, the phase URL and token on its command line; it posts a phase and
+/// powers off.
+pub const TEST_SCRIPT: &str = "#!ipxe\n\
+kernel {{ assets_url }}/test/vmlinuz initrd=initrd.gz console=ttyS0 panic=-1 bootd.phase_url={{ phase_url }} bootd.token={{ token }}\n\
+initrd --name initrd.gz {{ assets_url }}/test/initrd.gz\n\
+boot\n";
+
 /// How long bootd may take to bind everything.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -14,12 +22,6 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub const BRIDGE_IP: &str = "10.77.0.1";
 /// bootd's HTTP port in every boot test.
 pub const HTTP_PORT: u16 = 8080;
-
-/// The template of the test profile: the test guest, told where to post its phase.
-pub const TEST_SCRIPT: &str = "#!ipxe\n\
-kernel {{ assets_url }}/test/vmlinuz initrd=initrd.gz console=ttyS0 panic=-1 bootd.phase_url={{ phase_url }} bootd.token={{ token }}\n\
-initrd --name initrd.gz {{ assets_url }}/test/initrd.gz\n\
-boot\n";
 
 fn copy(from: &Path, to: &Path) {
     if let Some(dir) = to.parent() {

@@ -330,6 +330,9 @@ pub struct QemuConfig {
     pub accel: Option<Accel>,
     /// More QEMU arguments (e.g. `-fw_cfg ...`).
     pub extra_args: Vec<String>,
+    /// Boot this disk image (virtio, `snapshot=on`: the file is never written) instead
+    /// of the network; the NIC then has no iPXE ROM and no boot index.
+    pub boot_disk: Option<PathBuf>,
 }
 
 impl QemuConfig {
@@ -347,6 +350,7 @@ impl QemuConfig {
             serial_log: serial_log.into(),
             accel: None,
             extra_args: Vec::new(),
+            boot_disk: None,
         }
     }
 }
@@ -373,7 +377,8 @@ pub struct Qemu<'ns> {
 }
 
 impl<'ns> Qemu<'ns> {
-    /// Starts the client inside `ns` on `config.tap`, with `-no-reboot` and `-boot n`.
+    /// Starts the client inside `ns` on `config.tap`, with `-no-reboot` and `-boot n` (or
+    /// from `config.boot_disk`).
     pub fn launch(ns: &'ns Netns, config: &QemuConfig) -> Result<Qemu<'ns>, HarnessError> {
         let arm64 = config.firmware == Firmware::Arm64Uefi;
         // KVM here is x86 only: an ARM64 guest is always emulated.
@@ -390,8 +395,11 @@ impl<'ns> Qemu<'ns> {
             smbios.push_str(",uuid=");
             smbios.push_str(uuid);
         }
-        let mut nic = format!("virtio-net-pci,netdev=n0,mac={},bootindex=1", config.mac);
-        if config.firmware.without_ipxe_rom() {
+        let mut nic = format!("virtio-net-pci,netdev=n0,mac={}", config.mac);
+        if config.boot_disk.is_none() {
+            nic.push_str(",bootindex=1");
+        }
+        if config.firmware.without_ipxe_rom() || config.boot_disk.is_some() {
             nic.push_str(",romfile=");
         }
         let machine = match config.firmware {
@@ -422,7 +430,23 @@ impl<'ns> Qemu<'ns> {
                 "tap,id=n0,ifname={},script=no,downscript=no",
                 config.tap
             ))
-            .args(["-device", &nic, "-boot", "n"]);
+            .args(["-device", &nic]);
+        match &config.boot_disk {
+            Some(disk) => {
+                let format = match disk.extension().and_then(|e| e.to_str()) {
+                    Some("qcow2") => "qcow2",
+                    _ => "raw",
+                };
+                cmd.arg("-drive").arg(format!(
+                    "file={},format={format},if=none,id=d0,snapshot=on",
+                    disk.display()
+                ));
+                cmd.args(["-device", "virtio-blk-pci,drive=d0,bootindex=1"]);
+            }
+            None => {
+                cmd.args(["-boot", "n"]);
+            }
+        }
         let vars = if config.firmware.is_uefi() {
             let dir = tempfile::tempdir().map_err(|e| HarnessError::io("make a temp dir", e))?;
             let (code, vars) = config.firmware.ovmf();
