@@ -83,15 +83,17 @@ pub const DEFAULT_TFTP_BLKSIZE: u16 = 1468;
 pub const TFTP_WINDOWSIZE_MAX: u16 = 64;
 /// Default cap on the negotiated TFTP window size.
 pub const DEFAULT_TFTP_WINDOWSIZE: u16 = 16;
-/// Default number of concurrent TFTP transfers (dnsmasq's 50 breaks boot storms).
-pub const DEFAULT_TFTP_SESSIONS: usize = 2000;
+/// Default number of concurrent TFTP transfers (dnsmasq's 50 breaks boot storms; a
+/// 5,000-machine storm fits, each session costs a socket and a few KiB).
+pub const DEFAULT_TFTP_SESSIONS: usize = 10_000;
 /// Upper bound of `tftp.max_sessions` (each session holds a socket).
 pub const TFTP_SESSIONS_MAX: usize = 100_000;
 /// Default number of concurrent TFTP transfers from one client address.
 pub const DEFAULT_TFTP_SESSIONS_PER_CLIENT: usize = 64;
 
-/// Default number of concurrent HTTP connections.
-pub const DEFAULT_HTTP_CONNECTIONS: usize = 1024;
+/// Default number of concurrent HTTP connections (past it, new ones wait in the listen
+/// backlog rather than being refused).
+pub const DEFAULT_HTTP_CONNECTIONS: usize = 4096;
 /// Upper bound of `http.max_connections`.
 pub const HTTP_CONNECTIONS_MAX: usize = 100_000;
 /// Default largest request body (hardware reports with lshw output are the big ones).
@@ -2781,9 +2783,9 @@ mod tests {
         assert_eq!(c.tftp.listen.to_string(), "0.0.0.0:69");
         assert_eq!(c.tftp.max_blksize, 1468);
         assert_eq!(c.tftp.max_windowsize, 16);
-        assert_eq!(c.tftp.max_sessions, 2000);
+        assert_eq!(c.tftp.max_sessions, 10_000);
         assert_eq!(c.tftp.max_sessions_per_client, 64);
-        assert_eq!(c.http.max_connections, 1024);
+        assert_eq!(c.http.max_connections, 4096);
         assert_eq!(c.http.body_limit, 8 << 20);
         assert_eq!(c.http.header_timeout, Duration::from_secs(10));
         assert_eq!(c.dhcp.mode, DhcpMode::Proxy);

@@ -55,6 +55,26 @@ fn init_logging() {
     }
 }
 
+/// Raises the soft limit of open files to the hard one: a boot storm holds a socket per
+/// TFTP transfer and HTTP connection, far past the 1,024 systemd and shells start with.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            return;
+        }
+        let before = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+            tracing::debug!(from = before, to = lim.rlim_cur, "open files limit raised");
+        }
+    }
+}
+
 /// `bootd check-config`.
 pub fn check_config(path: Option<PathBuf>) -> ExitCode {
     match load_config(path.as_deref()) {
@@ -121,9 +141,9 @@ async fn serve(path: Option<PathBuf>) -> Result<(), String> {
         )
     })?;
 
+    raise_fd_limit();
     // Bind everything before announcing readiness; any failure stops the start.
-    let http = tokio::net::TcpListener::bind(cfg.server.http_listen)
-        .await
+    let http = crate::http::bind(cfg.server.http_listen)
         .map_err(|e| format!("cannot listen for HTTP on {}: {e}", cfg.server.http_listen))?;
     let (control, access) = crate::control::bind(
         &cfg.server.control_socket,

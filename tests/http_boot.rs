@@ -379,3 +379,25 @@ fn slow_clients_do_not_starve_others_and_oversized_headers_are_refused() {
     );
     assert_eq!(d.curl(&[], "/healthz").0, 200);
 }
+
+/// Past `http.max_connections` a new connection waits in the backlog and is served as
+/// soon as a slot frees; it is never accepted and closed (iPXE would fail the download).
+#[test]
+fn connections_past_the_limit_wait_instead_of_failing() {
+    let d = Daemon::start("[http]\nmax_connections = 2\nheader_timeout = \"60s\"\n");
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(d.http).expect("connect"))
+        .collect();
+    // Give the daemon a moment to accept both into its two slots.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let url = format!("http://{}/healthz", d.http);
+    let waiting = std::thread::spawn(move || common::daemon::curl_url(&[], &url));
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    assert!(
+        !waiting.is_finished(),
+        "the third connection was answered while both slots were taken"
+    );
+    drop(held);
+    let (status, body) = waiting.join().expect("curl thread");
+    assert_eq!(status, 200, "{body}");
+}

@@ -20,10 +20,25 @@ use crate::app::App;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+/// Connections the kernel queues while every slot is taken (capped by net.core.somaxconn).
+pub const LISTEN_BACKLOG: i32 = 8192;
+
+/// The HTTP listener, with a backlog deep enough for a boot storm's connections to wait in.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
 
 /// How long open connections may finish after shutdown starts.
 pub const DRAIN: Duration = Duration::from_secs(10);
@@ -35,6 +50,16 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> 
     let header_timeout = cfg.http.header_timeout;
     let mut conns = tokio::task::JoinSet::new();
     loop {
+        // A slot first, then accept: at the limit new connections wait in the kernel's
+        // backlog (iPXE waits too) instead of being accepted and closed, which a
+        // booting machine would take as a failed download.
+        let permit = tokio::select! {
+            _ = app.shutdown.cancelled() => break,
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         let accepted = tokio::select! {
             _ = app.shutdown.cancelled() => break,
             a = listener.accept() => a,
@@ -48,14 +73,9 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> 
                 continue;
             }
         };
-        let permit = match limit.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                tracing::warn!(%peer, "connection limit reached; closing");
-                drop(stream);
-                continue;
-            }
-        };
+        if limit.available_permits() == 0 {
+            tracing::debug!(%peer, "connection limit reached; further connections wait in the backlog");
+        }
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         conns.spawn(async move {

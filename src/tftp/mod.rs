@@ -71,7 +71,7 @@ impl Default for Settings {
             root: PathBuf::from("."),
             max_blksize: 1468,
             max_windowsize: 16,
-            max_sessions: 2000,
+            max_sessions: crate::config::DEFAULT_TFTP_SESSIONS,
             max_sessions_per_client: 64,
             cache_max_file: 64 * 1024 * 1024,
             retransmit: Duration::from_secs(1),
