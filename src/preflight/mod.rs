@@ -128,6 +128,7 @@ pub fn checks(path: Option<&Path>, opts: Options) -> Vec<Check> {
     out.push(network::check_public_url(&cfg));
     let served = network::check_interfaces(&cfg, &mut out);
     out.extend(system::check_capabilities(&cfg));
+    out.extend(system::check_neighbour_table(&cfg));
     if opts.dhcp_probe {
         out.extend(probe::check(&cfg, &served));
     }

@@ -106,6 +106,54 @@ pub fn check_capabilities(cfg: &Config) -> Vec<Check> {
     out
 }
 
+/// The kernel's neighbour-table limit (per network namespace).
+const GC_THRESH3: &str = "/proc/sys/net/ipv4/neigh/default/gc_thresh3";
+
+/// `neighbour_table`: in full mode, whether the kernel can hold a neighbour entry for every
+/// address of the pools at once. A boot storm on one segment puts every machine in the
+/// table; past `gc_thresh3` new entries are refused and replies to those machines are
+/// dropped (the kernel logs "neighbour table overflow").
+pub fn check_neighbour_table(cfg: &Config) -> Option<Check> {
+    if cfg.dhcp.mode != crate::config::DhcpMode::Full {
+        return None;
+    }
+    let addresses: u64 = cfg
+        .dhcp
+        .pools
+        .iter()
+        .map(|p| u64::from(u32::from(p.end).saturating_sub(u32::from(p.start))) + 1)
+        .sum();
+    let limit = std::fs::read_to_string(GC_THRESH3)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())?;
+    Some(neighbour_verdict(addresses, limit))
+}
+
+fn neighbour_verdict(addresses: u64, limit: u64) -> Check {
+    if addresses <= limit {
+        return Check::ok(
+            "neighbour_table",
+            "net.ipv4.neigh.default.gc_thresh3",
+            format!("{limit} entries hold the {addresses} pool addresses"),
+        );
+    }
+    Check::new(
+        "neighbour_table",
+        "net.ipv4.neigh.default.gc_thresh3",
+        Verdict::Warn,
+        format!(
+            "{limit} entries for {addresses} pool addresses: if more machines than that boot \
+             at once on these segments, replies to the rest are dropped"
+        ),
+        format!(
+            "raise it, e.g. sysctl -w net.ipv4.neigh.default.gc_thresh3={n} \
+             net.ipv4.neigh.default.gc_thresh2={half} and persist it in /etc/sysctl.d/",
+            n = addresses.next_power_of_two(),
+            half = addresses.next_power_of_two() / 2
+        ),
+    )
+}
+
 /// `upstream_secret` (and `upstream_ca`) per `[[upstream]]`.
 pub fn check_upstreams(cfg: &Config) -> Vec<Check> {
     let mut out = Vec::new();
@@ -147,6 +195,14 @@ pub fn check_upstreams(cfg: &Config) -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn neighbour_table_warns_when_the_pools_outgrow_it() {
+        assert_eq!(neighbour_verdict(254, 1024).verdict, Verdict::Ok);
+        let warn = neighbour_verdict(5000, 1024);
+        assert_eq!(warn.verdict, Verdict::Warn);
+        assert!(warn.hint.contains("gc_thresh3=8192"), "{}", warn.hint);
+    }
 
     #[test]
     fn cap_eff_parsing() {
