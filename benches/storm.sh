@@ -13,6 +13,8 @@
 #   KERNEL_SIZE=8M INITRD_SIZE=40M   asset sizes      RAMP=10s   arrival spread
 #   WINDOWSIZE=8         TFTP windowsize asked by the machines (default none)
 #   BOOTD_TFTP="max_sessions = 10000"   extra lines for bootd's [tftp] table
+#   BOOTD_HTTP="max_connections = 1024"  extra lines for bootd's [http] table
+#   BOOTD_WRAPPER="heaptrack -o /tmp/bootd.ht"   command prefix for bootd (heap profiling)
 #   PERF=1               record the servers with perf (N-server.perf.data)
 #   DNSMASQ_EXTRA="..."  extra dnsmasq flags (default only --dhcp-lease-max=100000: ping
 #                        check and the 50-transfer TFTP cap stay at dnsmasq's defaults)
@@ -29,6 +31,8 @@ WINDOWSIZE=${WINDOWSIZE:-}
 DNSMASQ_EXTRA=${DNSMASQ_EXTRA:-"--dhcp-lease-max=100000"}
 SEED=${SEED:-1}
 BOOTD_TFTP=${BOOTD_TFTP:-}
+BOOTD_HTTP=${BOOTD_HTTP:-}
+BOOTD_WRAPPER=${BOOTD_WRAPPER:-}
 LSHW=${LSHW:-$ROOT/tests/data/hardware/local-vm.lshw.json}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$CARGO_TARGET_DIR/release
@@ -130,11 +134,14 @@ lease_time = "1h"
 listen = "$SERVER_IP:69"
 $BOOTD_TFTP
 
+[http]
+$BOOTD_HTTP
+
 [boot]
 unknown = "discover"
 default_profile = "discovery"
 TOML
-  BOOTD_LOG=${BOOTD_LOG:-info} ip netns exec "$SRV" "$BIN/bootd" run --config "$dir/bootd.toml" \
+  BOOTD_LOG=${BOOTD_LOG:-info} ip netns exec "$SRV" $BOOTD_WRAPPER "$BIN/bootd" run --config "$dir/bootd.toml" \
     >"$OUT/bootd-$mode-$1.log" 2>&1 &
   SERVER_PIDS=($!)
   PIDS+=($!)
