@@ -14,12 +14,12 @@
 mod common;
 
 use common::daemon::bin;
-use common::netboot::{address_only_dnsmasq, TEST_SCRIPT};
+use common::netboot::{address_only_dnsmasq, history_phases, TEST_SCRIPT};
 use common::util::tail;
 use common::{guest, need_root, Firmware, MacAddr, Netns, Qemu, QemuConfig};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Where the image and the system root are cached.
@@ -52,20 +52,9 @@ const POLL: Duration = Duration::from_millis(500);
 const APPLIANCE_MAC: MacAddr = MacAddr([0x52, 0x54, 0x00, 0xa1, 0x00, 0x01]);
 const CLIENT_MAC: MacAddr = MacAddr([0x52, 0x54, 0x00, 0xa1, 0x00, 0x02]);
 
+/// Runs a command that must succeed; its stdout.
 fn sh(cmd: &mut Command) -> String {
-    let line = format!("{cmd:?}");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {line}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{line} failed ({}):\n{stdout}\n{}",
-        out.status,
-        tail(&String::from_utf8_lossy(&out.stderr), SERIAL_TAIL_BYTES)
-    );
-    stdout
+    common::util::run(cmd).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn repo() -> &'static Path {
@@ -401,14 +390,7 @@ fn appliance_image_boots_to_bootd_ready_and_serves_a_pxe_client() {
     let node: serde_json::Value =
         serde_json::from_str(&curl(&ns, &format!("{base}/api/v1/nodes/{CLIENT_MAC}")))
             .unwrap_or_default();
-    let mut path: Vec<String> = node["history"]
-        .as_array()
-        .map(|h| {
-            h.iter()
-                .map(|r| r["to"].as_str().unwrap_or("").to_string())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut path = history_phases(&node);
     path.dedup();
     assert!(
         path.windows(3)

@@ -33,20 +33,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 const HTTP_PORT: u16 = 18080;
 const TFTP_PORT: u16 = 16969;
 
+/// Runs a command that must succeed; its stdout.
 fn sh(cmd: &mut Command) -> String {
-    let line = format!("{cmd:?}");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {line}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{line} failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    common::util::run(cmd).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The package, built once per test binary from the binaries cargo built for the tests.

@@ -82,15 +82,20 @@ profile = "test"
 /// The node's JSON and the phases of its history, oldest first.
 pub fn node_history(socket: &Path, mac: MacAddr) -> (serde_json::Value, Vec<String>) {
     let node = control(socket, &format!("/api/v1/nodes/{mac}"));
-    let path = node["history"]
+    let path = history_phases(&node);
+    (node, path)
+}
+
+/// The phases of a node's history (its API JSON), oldest first.
+pub fn history_phases(node: &serde_json::Value) -> Vec<String> {
+    node["history"]
         .as_array()
         .map(|h| {
             h.iter()
                 .map(|r| r["to"].as_str().unwrap_or("").to_string())
                 .collect()
         })
-        .unwrap_or_default();
-    (node, path)
+        .unwrap_or_default()
 }
 
 /// Whether a history went dhcp → ipxe_boot → installing (repeats of a phase ignored).
