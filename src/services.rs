@@ -7,6 +7,7 @@ use crate::mac::MacAddr;
 use crate::nodes::{Phase, PhaseRequest};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -166,6 +167,9 @@ fn mac_in_arp_table(table: &str, ip: Ipv4Addr) -> Option<MacAddr> {
     })
 }
 
+/// How long a boot-file transfer waits for its machine's DHCP event to be recorded.
+const TFTP_EVENT_WAIT: Duration = Duration::from_secs(2);
+
 /// Turns the first boot-file transfer of a known node into an event.
 struct TftpObserver {
     app: Arc<App>,
@@ -193,15 +197,37 @@ impl crate::tftp::Observer for TftpObserver {
         let Some(mac) = self.app_peer(peer.ip()) else {
             return;
         };
-        let Some(node) = self.app.registry.get(mac) else {
-            return;
-        };
-        if node.phase != Phase::Dhcp {
-            return;
-        }
+        // The offer's own event (and, for a new machine, its discovery) is recorded by a
+        // task of its own and may still be on its way to the store when a fast client's
+        // RRQ arrives: subscribe first, then look, then wait a bounded time for it.
+        let mut events = self.app.registry.subscribe();
         let app = self.app.clone();
         let message = format!("tftp {path}");
         tokio::spawn(async move {
+            let in_dhcp = |app: &App| {
+                app.registry
+                    .get(mac)
+                    .is_some_and(|n| n.phase == Phase::Dhcp)
+            };
+            if !in_dhcp(&app) {
+                let arrived = tokio::time::timeout(TFTP_EVENT_WAIT, async {
+                    loop {
+                        match events.recv().await {
+                            Ok(ev) if ev.mac == mac && ev.to == Phase::Dhcp => return true,
+                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                if in_dhcp(&app) {
+                                    return true;
+                                }
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+                        }
+                    }
+                })
+                .await;
+                if arrived != Ok(true) {
+                    return;
+                }
+            }
             let req = PhaseRequest {
                 to: Phase::Dhcp,
                 progress: None,

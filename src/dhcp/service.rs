@@ -722,4 +722,29 @@ mod tests {
         );
         assert_eq!(OptRelay(Ipv4Addr::UNSPECIFIED).to_string(), "");
     }
+
+    #[test]
+    fn the_address_a_client_uses_is_learnt_from_requests_only() {
+        use crate::dhcp::testdata::{frame, Head};
+        let wanted = [10, 91, 32, 7];
+        // A REQUEST to another server (seen by a proxy): its requested address.
+        let req = frame(
+            Head::default(),
+            &[(53, &[3]), (50, &wanted), (54, &[10, 91, 0, 9])],
+        );
+        let parsed = PxeRequest::parse(&req).expect("request");
+        assert_eq!(address_in_use(&parsed), Some(Ipv4Addr::from(wanted)));
+        // A DISCOVER may name its previous address: not in use yet.
+        let disc = frame(Head::default(), &[(53, &[1]), (50, &wanted)]);
+        let parsed = PxeRequest::parse(&disc).expect("discover");
+        assert_eq!(address_in_use(&parsed), None);
+        // A renewing client (or OVMF's 4011 request) says it in ciaddr.
+        let head = Head {
+            ciaddr: Ipv4Addr::new(10, 91, 32, 8),
+            ..Head::default()
+        };
+        let renew = frame(head, &[(53, &[3])]);
+        let parsed = PxeRequest::parse(&renew).expect("renew");
+        assert_eq!(address_in_use(&parsed), Some(Ipv4Addr::new(10, 91, 32, 8)));
+    }
 }
