@@ -163,6 +163,30 @@ fn probe_kvm() -> Accel {
     }
 }
 
+/// A headless q35 machine under KVM with `mem_mib` of memory, for the probes.
+fn kvm_probe_command(mem_mib: &str) -> Command {
+    let mut cmd = Command::new(QEMU);
+    cmd.args([
+        "-accel",
+        "kvm",
+        "-machine",
+        "q35",
+        "-m",
+        mem_mib,
+        "-nodefaults",
+    ])
+    .args([
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "none",
+        "-no-reboot",
+    ]);
+    cmd
+}
+
 /// A 64 KiB BIOS whose reset vector writes 1 to the isa-debug-exit port: QEMU exits 3.
 fn probe_trivial() -> bool {
     const BIOS_SIZE: usize = 64 * 1024;
@@ -180,28 +204,10 @@ fn probe_trivial() -> bool {
     if std::fs::write(&path, &bios).is_err() {
         return false;
     }
-    let mut cmd = Command::new(QEMU);
-    cmd.args([
-        "-accel",
-        "kvm",
-        "-machine",
-        "q35",
-        "-m",
-        "32",
-        "-nodefaults",
-    ])
-    .args([
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-serial",
-        "none",
-        "-no-reboot",
-    ])
-    .arg("-bios")
-    .arg(&path)
-    .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    let mut cmd = kvm_probe_command("32");
+    cmd.arg("-bios")
+        .arg(&path)
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     matches!(run_bounded(cmd, KVM_PROBE_TRIVIAL_LIMIT), Some(Some(3)))
 }
 
@@ -215,38 +221,20 @@ fn probe_firmware() -> bool {
     let Ok(err) = File::create(&log) else {
         return false;
     };
-    let mut cmd = Command::new(QEMU);
-    cmd.args([
-        "-accel",
-        "kvm",
-        "-machine",
-        "q35",
-        "-m",
-        "256",
-        "-nodefaults",
-    ])
-    .args([
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-serial",
-        "none",
-        "-no-reboot",
-    ])
-    .arg("-drive")
-    .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
-    .arg("-drive")
-    .arg(format!("if=pflash,format=raw,snapshot=on,file={OVMF_VARS}"))
-    .args([
-        "-device",
-        "virtio-net-pci,mac=52:54:00:00:00:01",
-        "-boot",
-        "n",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(err);
+    let mut cmd = kvm_probe_command("256");
+    cmd.arg("-drive")
+        .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
+        .arg("-drive")
+        .arg(format!("if=pflash,format=raw,snapshot=on,file={OVMF_VARS}"))
+        .args([
+            "-device",
+            "virtio-net-pci,mac=52:54:00:00:00:01",
+            "-boot",
+            "n",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err);
     let Ok(mut child) = cmd.spawn() else {
         return false;
     };
