@@ -4,6 +4,7 @@
 //! `dhcpd IFACE SUBNET/PREFIX FIRST LAST LEASE_FILE [proxy]`, e.g.
 //! `dhcpd veth0 10.90.0.0/16 10.90.1.0 10.90.255.254 /tmp/leases.log`.
 //! Log level from RUST_LOG (default warn). SIGINT/SIGTERM stop it cleanly.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 #[path = "support/file_backend.rs"]
 mod file_backend;

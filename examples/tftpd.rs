@@ -1,5 +1,6 @@
 //! Stand-alone bootd TFTP server for benchmarks and manual tests:
 //! `tftpd ROOT ADDR [--max-blksize N] [--max-windowsize N] [--max-sessions N] [--max-sessions-per-client N]`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

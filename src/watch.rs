@@ -4,6 +4,7 @@
 use crate::ctl::{Client, CtlError};
 use crate::lifecycle::deadline::{human, parse_time, starts_deployment};
 use crate::nodes::Phase;
+pub use bootd_proto::sse::{SseMessage, SseParser};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
@@ -17,85 +18,10 @@ pub const RECONNECT_FIRST: Duration = Duration::from_millis(250);
 pub const RECONNECT_CAP: Duration = Duration::from_secs(5);
 /// A stream silent this long (three keep-alives) is taken as dead.
 pub const STREAM_IDLE: Duration = Duration::from_secs(45);
-/// Largest unfinished SSE message kept (a bigger one is dropped).
-const MAX_PENDING: usize = 1 << 20;
 /// Width of a progress bar in characters.
 const BAR: usize = 24;
 /// How often the progress display redraws its clocks.
 const REDRAW: Duration = Duration::from_secs(1);
-
-/// One message of a server-sent event stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseMessage {
-    /// `event:` (None for the default type).
-    pub event: Option<String>,
-    /// The `data:` lines joined with newlines.
-    pub data: String,
-}
-
-/// Splits a byte stream into SSE messages; comments (keep-alives) are dropped.
-#[derive(Default)]
-pub struct SseParser {
-    buf: Vec<u8>,
-}
-
-impl SseParser {
-    /// Takes more bytes; returns the messages they complete.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<SseMessage> {
-        self.buf.extend_from_slice(bytes);
-        let mut out = Vec::new();
-        while let Some(end) = find_blank_line(&self.buf) {
-            let block: Vec<u8> = self.buf.drain(..end.1).collect();
-            let text = String::from_utf8_lossy(block.get(..end.0).unwrap_or_default());
-            let mut msg = SseMessage {
-                event: None,
-                data: String::new(),
-            };
-            let mut has_data = false;
-            for line in text.lines() {
-                if line.starts_with(':') {
-                    continue;
-                }
-                let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                let value = value.strip_prefix(' ').unwrap_or(value);
-                match field {
-                    "event" => msg.event = Some(value.to_string()),
-                    "data" => {
-                        if has_data {
-                            msg.data.push('\n');
-                        }
-                        msg.data.push_str(value);
-                        has_data = true;
-                    }
-                    _ => {}
-                }
-            }
-            if has_data {
-                out.push(msg);
-            }
-        }
-        if self.buf.len() > MAX_PENDING {
-            self.buf.clear();
-        }
-        out
-    }
-}
-
-/// The end of the first message: (where its text ends, where the next one begins).
-fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
-    let lf = buf
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map(|i| (i, i + 2));
-    let crlf = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| (i, i + 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
-    }
-}
 
 /// What the follower hands on.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,6 +10,7 @@
 //! appliance-<hash of every input>.qcow2, and the system root under it (Debian, kernel:
 //! everything but bootd) by the script itself, so a run builds at most once; QEMU boots it
 //! with snapshot=on, so every boot is a first boot.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! PXE) in a private network namespace, bootd alone in full mode and in proxy mode beside
 //! a dnsmasq that only hands out addresses. Each guest posts a phase with its token; the
 //! test reads the node's history through the control socket.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The shipped config files parse cleanly, and `Config::load` reads files from disk
 //! with positions, relative paths and template checks as an operator would see them.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 use bootd::config::{template_lookup, Config, ConfigErrors, DhcpMode, MAX_CONFIG_BYTES};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! The service as a black box inside network namespaces, with real clients: busybox
 //! udhcpc (full mode), dnsmasq next to us (proxy mode), crafted PXE requests over UDP.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 #[path = "dhcp_common/mod.rs"]
 mod common;

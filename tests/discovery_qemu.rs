@@ -1,6 +1,7 @@
 //! Hardware discovery with a real machine: an unknown QEMU machine (SMBIOS Acme /
 //! PXE-Test / SN123) PXE-boots bootd's discovery script, the discovery image reports its
 //! hardware with the agent, and bootd lists it as discovered with those values.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 mod common;
 

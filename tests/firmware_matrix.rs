@@ -3,6 +3,7 @@
 //! two network namespaces, and OVMF's own UEFI HTTP Boot (no PXE, no TFTP) chaining to
 //! iPXE. Each case boots the test guest through to its phase callback and prints its
 //! boot time.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The daemon as a black box: config checks, restarts, kill -9 durability, the control
 //! socket's access rules, reload by SIGHUP, sd-notify and bootctl.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Hardware reports through the real daemon: token rules, limits and garbage, change
 //! detection, the discovered list, bootctl hardware and adopt.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 mod common;
 

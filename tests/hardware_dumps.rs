@@ -1,5 +1,6 @@
 //! Real `dmidecode` and `lshw -json` dumps (tests/data/hardware/, sources in its README)
 //! through the report parser and normalizer, with the values an operator would read.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,6 @@
 //! Proves the real-client harness against a reference server (dnsmasq + a Python HTTP
 //! server): each firmware PXE-boots the test guest, which POSTs its phase with the token.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 mod common;
 

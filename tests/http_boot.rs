@@ -1,5 +1,6 @@
 //! HTTP boot path against the real daemon with curl: per-MAC scripts, tokens and
 //! callbacks, install configs, and /assets with HEAD, Range, ETag and no escapes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The deployment lifecycle as a black box: machines driven by real callbacks with the
 //! tokens of their boot scripts, a group hook on a real HTTP server, deadlines,
 //! `bootctl reprovision --wait`, `bootctl watch` across a daemon restart, timelines.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 mod common;
 

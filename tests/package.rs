@@ -9,6 +9,7 @@
 //! Made once (~3 min with network); every later run unpacks it (~5 s) and installs
 //! offline, inside a network namespace. Without the cache and without network the fresh
 //! root test installs into the overlay root instead and says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! `bootd preflight` as a black box: a good setup passes; each broken setup fails with
 //! the check id an operator would look for; a foreign DHCP server is found in a netns.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 mod common;
 

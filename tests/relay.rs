@@ -1,5 +1,6 @@
 //! The upstream relay as a black box: a real bootd delivers phase events to a real HTTP
 //! server that fails, throttles, hangs, vanishes and comes back; bootd is killed mid-way.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Secure Boot through bootd: OVMF enforcing Secure Boot with Microsoft's keys PXE-boots
 //! Debian's signed shim → signed network GRUB → signed kernel, all over bootd's TFTP, with
 //! `/grub/grub.cfg` rendered for the node; plus the per-peer GRUB config without QEMU.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! address-only dnsmasq), `bootd-storm` with ten machines in another (joined by a veth);
 //! every machine must boot without a failure and reach the callbacks' phases and a stored
 //! hardware report in bootd's API.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 mod common;
 

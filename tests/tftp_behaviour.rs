@@ -1,5 +1,6 @@
 //! Protocol behaviour on loopback with raw UDP clients and the Rust test client:
 //! retransmission, client errors, Sorcerer's Apprentice, windows, limits, reload, shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 #[path = "tftp_common/mod.rs"]
 mod common;

@@ -1,5 +1,6 @@
 //! Real clients against the server on loopback: atftp, curl and tftp-hpa fetch a
 //! 100 MiB file (sha256 equal), netascii, and a client killed mid-transfer.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 #[path = "tftp_common/mod.rs"]
 mod common;

@@ -1,5 +1,6 @@
 //! Replays every file of fuzz/corpus/tftp_request through the request parser, option
 //! negotiation, path normalisation and the listener's decision (as the fuzz target does).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 use std::path::Path;
 

@@ -1,7 +1,8 @@
 //! Fuzzes the dmidecode text parser and the inventory built from it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 #![no_main]
 
-use bootd::hardware::{
+use bootd_proto::hardware::{
     changes,
     dmidecode::{inventory_from_dmidecode, parse_dmidecode},
     normalize, Report,

@@ -1,8 +1,9 @@
 //! Fuzzes the hardware-report entry point: a POSTed body through `parse_report` and
 //! `normalize`, and the same bytes as bare `lshw -json` output.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 #![no_main]
 
-use bootd::hardware::{
+use bootd_proto::hardware::{
     changes, check_depth, lshw::inventory_from_lshw, normalize, parse_report, Inventory,
     MAX_JSON_DEPTH,
 };

@@ -1,74 +1,16 @@
 //! Prometheus counters of the TFTP service: bytes, transfers, sessions, cache loads and
 //! one error counter per kind, so every refusal and drop reason is visible.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+pub use bootd_proto::tftp::ErrorKind;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-/// Why a request or transfer failed; the `kind` label of `tftp_errors_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    /// The file does not exist (or is not a regular file).
-    NotFound,
-    /// Path refused: escape attempt, symlink out, bad name, permission.
-    AccessViolation,
-    /// A write request (the server is read-only).
-    WriteRefused,
-    /// A request datagram that does not parse.
-    Malformed,
-    /// Refused: the total session limit was reached.
-    SessionLimit,
-    /// Refused: the per-client session limit was reached.
-    ClientLimit,
-    /// Ignored: a repeated request from a peer (address and port) whose session is still
-    /// running; the session answers it by retransmitting.
-    Duplicate,
-    /// The client ended the transfer with an ERROR packet.
-    ClientError,
-    /// The client stopped answering (retries exhausted or ICMP unreachable).
-    Timeout,
-    /// The transfer ran past the session deadline.
-    Deadline,
-    /// Cut off by shutdown after the grace period.
-    Shutdown,
-    /// Not servable in the requested mode (netascii of a streamed file).
-    Unsupported,
-    /// Local socket or file failure.
-    Io,
-}
-
-impl ErrorKind {
-    /// The label value, in snake_case.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::NotFound => "not_found",
-            ErrorKind::AccessViolation => "access_violation",
-            ErrorKind::WriteRefused => "write_refused",
-            ErrorKind::Malformed => "malformed",
-            ErrorKind::SessionLimit => "session_limit",
-            ErrorKind::ClientLimit => "client_limit",
-            ErrorKind::Duplicate => "duplicate_request",
-            ErrorKind::ClientError => "client_error",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Deadline => "deadline",
-            ErrorKind::Shutdown => "shutdown",
-            ErrorKind::Unsupported => "unsupported",
-            ErrorKind::Io => "io",
-        }
-    }
-}
-
-impl EncodeLabelValue for ErrorKind {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        EncodeLabelValue::encode(&self.as_str(), encoder)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ErrorLabels {
-    kind: ErrorKind,
+    kind: &'static str,
 }
 
 /// All TFTP metrics; cheap to update from any task.
@@ -160,11 +102,11 @@ impl Metrics {
 
     /// Errors of one kind so far.
     pub fn errors(&self, kind: ErrorKind) -> u64 {
-        self.errors.get_or_create(&ErrorLabels { kind }).get()
+        self.errors.get_or_create(&ErrorLabels { kind: kind.as_str() }).get()
     }
 
     pub(crate) fn error(&self, kind: ErrorKind) {
-        self.errors.get_or_create(&ErrorLabels { kind }).inc();
+        self.errors.get_or_create(&ErrorLabels { kind: kind.as_str() }).inc();
     }
 
     pub(crate) fn add_bytes(&self, n: u64) {

@@ -3,8 +3,8 @@
 
 pub mod cache;
 pub mod metrics;
-pub mod options;
-pub mod packet;
+pub use bootd_proto::tftp::options;
+pub use bootd_proto::tftp::packet;
 pub mod path;
 mod session;
 pub mod source;
@@ -24,11 +24,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-pub use metrics::{ErrorKind, Metrics};
+pub use metrics::Metrics;
 
-use options::Negotiated;
-use packet::{write_error, ErrorCode, Mode, PacketError, Request, RequestKind, MAX_REQUEST_LEN};
-use path::PathError;
+use packet::{write_error, ErrorCode, MAX_REQUEST_LEN};
 
 /// How long running transfers may go on after shutdown before they are cut.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -117,74 +115,11 @@ pub enum TftpError {
     Recv(#[source] io::Error),
 }
 
-/// What the listener does with one datagram.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Drop silently (stray ACK/DATA/ERROR sent to the listening port).
-    Ignore,
-    /// Answer with an ERROR packet and count the error.
-    Refuse {
-        /// Wire error code.
-        code: ErrorCode,
-        /// Wire error text; never contains a host path.
-        text: &'static str,
-        /// Metric label.
-        kind: ErrorKind,
-    },
-    /// Start a read transfer.
-    Read {
-        /// Normalised path relative to the root.
-        path: String,
-        /// Transfer mode.
-        mode: Mode,
-        /// Negotiated options (tsize is filled in once the file is open).
-        neg: Negotiated,
-    },
-}
+pub use bootd_proto::tftp::{Decision, ErrorKind};
 
 /// Decides what to do with a datagram received on the listening port (pure).
 pub fn decide(datagram: &[u8], settings: &Settings) -> Decision {
-    let req = match Request::parse(datagram) {
-        Ok(r) => r,
-        Err(PacketError::BadOpcode(_)) => return Decision::Ignore,
-        Err(_) => {
-            return Decision::Refuse {
-                code: ErrorCode::IllegalOperation,
-                text: "malformed request",
-                kind: ErrorKind::Malformed,
-            }
-        }
-    };
-    if req.kind() == RequestKind::Write {
-        return Decision::Refuse {
-            code: ErrorCode::AccessViolation,
-            text: "access violation",
-            kind: ErrorKind::WriteRefused,
-        };
-    }
-    let path = match path::normalize(req.filename()) {
-        Ok(p) => p,
-        Err(PathError::Empty) => {
-            return Decision::Refuse {
-                code: ErrorCode::FileNotFound,
-                text: "file not found",
-                kind: ErrorKind::NotFound,
-            }
-        }
-        Err(_) => {
-            return Decision::Refuse {
-                code: ErrorCode::AccessViolation,
-                text: "access violation",
-                kind: ErrorKind::AccessViolation,
-            }
-        }
-    };
-    let neg = options::negotiate(&req, settings.max_blksize, settings.max_windowsize, 0);
-    Decision::Read {
-        path,
-        mode: req.mode(),
-        neg,
-    }
+    bootd_proto::tftp::decide(datagram, settings.max_blksize, settings.max_windowsize)
 }
 
 /// Serves TFTP on `socket` until `shutdown`, then drains transfers for at most
@@ -473,7 +408,7 @@ mod tests {
         match decide(b"\0\x01\\boot\\x.efi\0octet\0blksize\x009000\0", &s) {
             Decision::Read { path, mode, neg } => {
                 assert_eq!(path, "boot/x.efi");
-                assert_eq!(mode, Mode::Octet);
+                assert_eq!(mode, packet::Mode::Octet);
                 assert_eq!(neg.blksize, 1468);
             }
             other => panic!("unexpected {other:?}"),

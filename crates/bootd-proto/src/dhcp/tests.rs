@@ -638,7 +638,7 @@ fn lease_plan_then_decide_end_to_end() {
 }
 
 fn capture(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/data/dhcp/{name}.bin", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/data/dhcp/{name}.bin", concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -715,7 +715,7 @@ fn captured_clients_get_the_right_boot_file() {
 fn fuzz_corpus_replays_without_panic() {
     let dir = format!(
         "{}/fuzz/corpus/dhcp_parse_decide",
-        env!("CARGO_MANIFEST_DIR")
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../..")
     );
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
