@@ -67,7 +67,19 @@ install_packages() {
     [ "$(id -u)" -eq 0 ] || die "packages missing (${missing[*]}) and not root to install them"
     echo "installing: ${missing[*]}"
     apt_retry update -q || die "apt-get update failed"
-    apt_retry install -y -q --no-install-recommends "${missing[@]}" || die "apt-get install failed"
+    # Some machines come with a newer qemu-utils (backports) whose source is not
+    # configured; it breaks Debian's qemu-system-common, so take the version that
+    # matches the QEMU we install.
+    local qemu_version utils_version
+    qemu_version="$(apt-cache policy qemu-system-common | sed -n 's/^  Candidate: //p')"
+    utils_version="$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)"
+    if [ -n "$qemu_version" ] && [ -n "$utils_version" ] && [ "$utils_version" != "$qemu_version" ]; then
+        echo "qemu-utils $utils_version does not match qemu-system $qemu_version: installing $qemu_version"
+        missing=("${missing[@]/#qemu-utils/qemu-utils=$qemu_version}")
+        [[ " ${missing[*]} " == *" qemu-utils=$qemu_version "* ]] || missing+=("qemu-utils=$qemu_version")
+    fi
+    apt_retry install -y -q --no-install-recommends --allow-downgrades "${missing[@]}" \
+        || die "apt-get install failed"
 }
 
 force=no
