@@ -69,8 +69,8 @@ use toml_edit::{ImDocument, TableLike};
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/bootd/bootd.toml";
 /// A config file larger than this is refused before parsing (a typo'd path to a disk image).
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
-/// The whole validated configuration.
 
+/// The whole validated configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     /// `[server]`: paths, listen addresses, public URL.

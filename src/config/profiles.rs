@@ -44,8 +44,8 @@ pub const BUILTIN_PHASES: [&str; 17] = [
 pub const PROFILE_TIMEOUT_MIN: Duration = Duration::from_secs(1);
 /// Longest profile deadline.
 pub const PROFILE_TIMEOUT_MAX: Duration = Duration::from_secs(30 * 86_400);
-/// `profiles.NAME.loader`: which boot loader the profile's script is for.
 
+/// `profiles.NAME.loader`: which boot loader the profile's script is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Loader {
