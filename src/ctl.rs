@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// The socket of a production install.
-pub const DEFAULT_SOCKET: &str = "/run/bootd/control.sock";
+pub const DEFAULT_SOCKET: &str = crate::config::DEFAULT_CONTROL_SOCKET;
 /// The socket of `bootd run` on embedded defaults in the working directory.
 pub const LOCAL_SOCKET: &str = "bootd-state/control.sock";
 

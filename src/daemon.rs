@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The production config file, used when present and nothing else is named.
-pub const DEFAULT_CONFIG: &str = "/etc/bootd/bootd.toml";
+pub const DEFAULT_CONFIG: &str = crate::config::DEFAULT_CONFIG_PATH;
 
 /// Which config file to use: the flag, `$BOOTD_CONFIG`, or /etc/bootd/bootd.toml if it
 /// exists; None means embedded defaults.

@@ -13,11 +13,11 @@ use std::path::Path;
 /// Templates built into the binary; a file of the same name in `templates_dir` wins.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
-        "discovery.ipxe",
+        crate::config::DISCOVERY_SCRIPT,
         include_str!("../../boot-assets/templates/discovery.ipxe"),
     ),
     (
-        "local.ipxe",
+        crate::config::LOCAL_SCRIPT,
         include_str!("../../boot-assets/templates/local.ipxe"),
     ),
     (

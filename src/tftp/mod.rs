@@ -67,10 +67,10 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             root: PathBuf::from("."),
-            max_blksize: 1468,
-            max_windowsize: 16,
+            max_blksize: crate::config::DEFAULT_TFTP_BLKSIZE,
+            max_windowsize: crate::config::DEFAULT_TFTP_WINDOWSIZE,
             max_sessions: crate::config::DEFAULT_TFTP_SESSIONS,
-            max_sessions_per_client: 64,
+            max_sessions_per_client: crate::config::DEFAULT_TFTP_SESSIONS_PER_CLIENT,
             cache_max_file: 64 * 1024 * 1024,
             retransmit: Duration::from_secs(1),
             max_retries: 5,
