@@ -92,7 +92,12 @@ mod tests {
 
     #[test]
     fn reads_and_writes_the_same_grammar() {
-        for (text, ms) in [("500ms", 500), ("30s", 30_000), ("1h30m", 5_400_000), ("2d", 172_800_000)] {
+        for (text, ms) in [
+            ("500ms", 500),
+            ("30s", 30_000),
+            ("1h30m", 5_400_000),
+            ("2d", 172_800_000),
+        ] {
             assert_eq!(parse(text), Ok(Duration::from_millis(ms)));
             assert_eq!(format(Duration::from_millis(ms)), text);
         }
@@ -101,7 +106,15 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_duration() {
-        for bad in ["", "30", "s", "5x", "30s1m", "1m1m", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "30",
+            "s",
+            "5x",
+            "30s1m",
+            "1m1m",
+            "99999999999999999999d",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -90,8 +90,14 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                SseMessage { event: None, data: "{\"a\":1}".into() },
-                SseMessage { event: Some("lagged".into()), data: "{\"missed\":3}".into() },
+                SseMessage {
+                    event: None,
+                    data: "{\"a\":1}".into()
+                },
+                SseMessage {
+                    event: Some("lagged".into()),
+                    data: "{\"missed\":3}".into()
+                },
             ]
         );
         let crlf = p.push(b"data: x\r\n\r\n");

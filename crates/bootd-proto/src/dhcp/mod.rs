@@ -207,4 +207,3 @@ pub struct Lease {
     /// State.
     pub state: LeaseState,
 }
-

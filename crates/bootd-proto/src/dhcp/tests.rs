@@ -638,7 +638,10 @@ fn lease_plan_then_decide_end_to_end() {
 }
 
 fn capture(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/data/dhcp/{name}.bin", concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    let path = format!(
+        "{}/tests/data/dhcp/{name}.bin",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../..")
+    );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 

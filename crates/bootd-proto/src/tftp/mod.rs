@@ -132,4 +132,3 @@ pub fn decide(datagram: &[u8], max_blksize: u16, max_windowsize: u16) -> Decisio
         neg,
     }
 }
-
