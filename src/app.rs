@@ -35,23 +35,49 @@ pub struct App {
     reload_lock: tokio::sync::Mutex<()>,
 }
 
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file has errors (each on its own line).
+    #[error("{0}")]
+    Config(crate::config::ConfigErrors),
+    #[error("cannot read the working directory: {0}")]
+    WorkingDir(std::io::Error),
+    /// Templates that do not compile (each on its own line).
+    #[error("{}", template_lines(.0))]
+    Templates(Vec<crate::boot::TemplateError>),
+}
+
+fn template_lines(errs: &[crate::boot::TemplateError]) -> String {
+    errs.iter()
+        .map(|e| format!("template {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Why a reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("reload task failed: {0}")]
+    Task(tokio::task::JoinError),
+    /// The new config is invalid; the running one stays.
+    #[error("{0}")]
+    Invalid(LoadError),
+    #[error("cannot apply the nodes of the new config: {0}")]
+    Nodes(crate::nodes::RegistryError),
+}
+
 /// Loads the config file if there is one, else the embedded defaults for the working
 /// directory, and compiles its templates; every error of both is reported.
-pub fn load_config(path: Option<&Path>) -> Result<(Config, Templates), String> {
+pub fn load_config(path: Option<&Path>) -> Result<(Config, Templates), LoadError> {
     let cfg = match path {
-        Some(p) => Config::load(p, &template_exists).map_err(|e| e.to_string())?,
+        Some(p) => Config::load(p, &template_exists).map_err(LoadError::Config)?,
         None => {
-            let cwd = std::env::current_dir()
-                .map_err(|e| format!("cannot read the working directory: {e}"))?;
+            let cwd = std::env::current_dir().map_err(LoadError::WorkingDir)?;
             Config::embedded(&cwd)
         }
     };
-    let templates = Templates::load(&cfg).map_err(|errs| {
-        errs.iter()
-            .map(|e| format!("template {e}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    })?;
+    let templates = Templates::load(&cfg).map_err(LoadError::Templates)?;
     Ok((cfg, templates))
 }
 
@@ -116,6 +142,16 @@ impl App {
         }
     }
 
+    /// The newest stored hardware inventory of a node, if it reported.
+    pub fn latest_hardware(&self, mac: crate::mac::MacAddr) -> Option<crate::hardware::Inventory> {
+        let row = self
+            .store
+            .latest_hardware(&mac.to_string())
+            .ok()
+            .flatten()?;
+        serde_json::from_str(&row.inventory).ok()
+    }
+
     /// The architecture last seen for a MAC.
     pub fn arch_of(&self, mac: crate::mac::MacAddr) -> Option<&'static str> {
         self.arch_seen
@@ -125,12 +161,12 @@ impl App {
     }
 
     /// Re-reads the config file; an invalid one leaves the running config in place.
-    pub async fn reload(&self) -> Result<String, String> {
+    pub async fn reload(&self) -> Result<String, ReloadError> {
         let _one = self.reload_lock.lock().await;
         let path = self.config_path.clone();
         let loaded = tokio::task::spawn_blocking(move || load_config(path.as_deref()))
             .await
-            .map_err(|e| format!("reload task failed: {e}"))?;
+            .map_err(ReloadError::Task)?;
         let (new, templates) = match loaded {
             Ok(c) => c,
             Err(e) => {
@@ -138,14 +174,14 @@ impl App {
                 crate::systemd::status(
                     "reload failed: config invalid, running on the previous one",
                 );
-                return Err(e);
+                return Err(ReloadError::Invalid(e));
             }
         };
         let changed = self
             .registry
             .apply_config(&new)
             .await
-            .map_err(|e| format!("cannot apply the nodes of the new config: {e}"))?;
+            .map_err(ReloadError::Nodes)?;
         let summary = format!("{} nodes configured, {} updated", new.nodes.len(), changed);
         self.set_config(new, templates);
         tracing::info!("config reloaded: {summary}");

@@ -5,6 +5,7 @@ use crate::app::{load_config, App};
 use crate::config::Config;
 use crate::nodes::{token::TokenKey, Registry};
 use crate::store::Store;
+use crate::supervise::Supervisor;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -117,40 +118,63 @@ pub fn run(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn create_dirs(cfg: &Config) -> Result<(), String> {
+/// Why the daemon did not start, or stopped on a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Config(#[from] crate::app::LoadError),
+    #[error("cannot create {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Registry(crate::nodes::RegistryError),
+    #[error("cannot store the configured nodes: {0}")]
+    ConfiguredNodes(crate::nodes::RegistryError),
+    #[error("cannot read or create the token key in {dir}: {source}")]
+    TokenKey {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    /// A listener could not be bound: nothing was announced.
+    #[error("{0}")]
+    Bind(#[from] crate::wiring::BindError),
+    /// A service ended while running.
+    #[error("{0}")]
+    Service(#[from] crate::supervise::Failure),
+}
+
+fn create_dirs(cfg: &Config) -> Result<(), RunError> {
     for dir in [&cfg.server.state_dir, &cfg.server.assets_dir] {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| RunError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
     }
     Ok(())
 }
 
-async fn serve(path: Option<PathBuf>) -> Result<(), String> {
+async fn serve(path: Option<PathBuf>) -> Result<(), RunError> {
     let (cfg, templates) = load_config(path.as_deref())?;
     create_dirs(&cfg)?;
-    let store = Arc::new(Store::open(&cfg.server.state_dir).map_err(|e| e.to_string())?);
-    let registry = Arc::new(Registry::load(store.clone()).map_err(|e| e.to_string())?);
+    let store = Arc::new(Store::open(&cfg.server.state_dir)?);
+    let registry = Arc::new(Registry::load(store.clone()).map_err(RunError::Registry)?);
     registry
         .apply_config(&cfg)
         .await
-        .map_err(|e| format!("cannot store the configured nodes: {e}"))?;
-    let tokens = TokenKey::load_or_create(&cfg.server.state_dir).map_err(|e| {
-        format!(
-            "cannot read or create the token key in {}: {e}",
-            cfg.server.state_dir.display()
-        )
-    })?;
+        .map_err(RunError::ConfiguredNodes)?;
+    let tokens =
+        TokenKey::load_or_create(&cfg.server.state_dir).map_err(|source| RunError::TokenKey {
+            dir: cfg.server.state_dir.clone(),
+            source,
+        })?;
 
     raise_fd_limit();
     // Bind everything before announcing readiness; any failure stops the start.
-    let http = crate::http::bind(cfg.server.http_listen)
-        .map_err(|e| format!("cannot listen for HTTP on {}: {e}", cfg.server.http_listen))?;
-    let (control, access) = crate::control::bind(
-        &cfg.server.control_socket,
-        cfg.server.control_group.as_deref(),
-    )
-    .map_err(|e| e.to_string())?;
-    let services = crate::services::bind(&cfg).await?;
+    let listeners = crate::wiring::bind(&cfg).await?;
 
     let app = App::new(
         cfg.clone(),
@@ -160,59 +184,34 @@ async fn serve(path: Option<PathBuf>) -> Result<(), String> {
         tokens,
         path.clone(),
     );
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(log_exit("http", {
-        let app = app.clone();
-        async move {
-            crate::http::serve(app, http)
-                .await
-                .map_err(|e| e.to_string())
-        }
-    }));
-    tasks.spawn(log_exit("control", {
-        let app = app.clone();
-        async move {
-            crate::control::serve(app, control, access).await;
-            Ok(())
-        }
-    }));
-    services.spawn(&app, &mut tasks);
-    tasks.spawn(log_exit("relay", crate::relay::serve(app.clone())));
-    tasks.spawn(log_exit("health", crate::health::serve(app.clone())));
-    tasks.spawn(log_exit("lifecycle", crate::lifecycle::serve(app.clone())));
-    tasks.spawn(log_exit("watchdog", {
-        let app = app.clone();
-        async move {
-            crate::systemd::watchdog(app).await;
-            Ok(())
-        }
-    }));
+    let mut services = Supervisor::new(app.shutdown.clone());
+    listeners.spawn(&app, &mut services);
 
     announce(&app, path.as_deref());
     crate::systemd::ready(&crate::systemd::summary(&app));
 
-    wait_for_stop(&app).await;
+    let failure = tokio::select! {
+        () = wait_for_stop(&app) => None,
+        f = services.failure() => Some(f),
+    };
     crate::systemd::stopping();
-    tracing::info!("stopping: no new requests, draining for at most 10 s");
+    match &failure {
+        Some(f) => tracing::error!(service = f.service, error = %f.ending,
+            "service stopped; stopping bootd (draining for at most 10 s)"),
+        None => tracing::info!("stopping: no new requests, draining for at most 10 s"),
+    }
     app.shutdown.cancel();
-    let drained = tokio::time::timeout(Duration::from_secs(11), async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
+    if !services.drain(Duration::from_secs(11)).await {
         tracing::warn!("drain deadline passed; closing anyway");
-        tasks.abort_all();
     }
     store.close().await;
     crate::control::unlink(&cfg.server.control_socket);
-    tracing::info!("stopped");
-    Ok(())
-}
-
-async fn log_exit(name: &'static str, fut: impl std::future::Future<Output = Result<(), String>>) {
-    match fut.await {
-        Ok(()) => tracing::debug!(service = name, "stopped"),
-        Err(e) => tracing::error!(service = name, error = %e, "service failed"),
+    match failure {
+        Some(f) => Err(RunError::Service(f)),
+        None => {
+            tracing::info!("stopped");
+            Ok(())
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! systemd integration: READY/STATUS/STOPPING notifications and the watchdog task,
-//! which only pets systemd while the runtime and the store both answer.
+//! which only pets systemd while every supervised service runs and the store answers.
 
 use crate::app::App;
 use sd_notify::NotifyState;
@@ -48,9 +48,10 @@ fn watchdog_usec() -> Option<u64> {
     }
 }
 
-/// Pets the watchdog at half of `WATCHDOG_USEC` while the store answers, and refreshes
-/// STATUS every interval; returns at shutdown. Without a watchdog it only refreshes STATUS.
-pub async fn watchdog(app: Arc<App>) {
+/// Pets the watchdog at half of `WATCHDOG_USEC` while every supervised service runs and
+/// the store answers, and refreshes STATUS every interval; returns at shutdown. Without
+/// a watchdog it only refreshes STATUS.
+pub async fn watchdog(app: Arc<App>, services: crate::supervise::Liveness) {
     let usec = watchdog_usec().unwrap_or(0);
     let enabled = usec > 0;
     let every = if enabled && usec > 0 {
@@ -63,6 +64,10 @@ pub async fn watchdog(app: Arc<App>) {
         tokio::select! {
             _ = app.shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if !services.all_running() {
+            tracing::error!("a service has stopped; not petting the watchdog");
+            continue;
         }
         let healthy = tokio::time::timeout(every, app.store.ping()).await;
         match healthy {

@@ -2,7 +2,7 @@
 //! Each peer's uid/gid (SO_PEERCRED) is checked, and every mutation is logged with it.
 
 use crate::app::App;
-use crate::http::{error_response, handle, Caller};
+use crate::http::{error_response, handle_control};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::StatusCode;
@@ -136,14 +136,12 @@ pub async fn serve(app: Arc<App>, listener: UnixListener, access: Access) {
         }
         let app = app.clone();
         conns.spawn(async move {
-            let caller = Caller::Control { uid, gid, pid };
             let svc_app = app.clone();
             let svc = service_fn(move |req| {
                 let app = svc_app.clone();
-                let caller = caller.clone();
                 async move {
                     let resp = if allowed {
-                        handle(app, req, caller).await
+                        handle_control(app, req, uid, gid, pid).await
                     } else {
                         error_response(
                             StatusCode::FORBIDDEN,

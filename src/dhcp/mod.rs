@@ -53,18 +53,35 @@ pub trait Backend: Send + Sync + 'static {
 #[derive(Debug, Error)]
 pub enum DhcpError {
     /// A socket could not be created or bound.
-    #[error("cannot bind DHCP socket {what}: {source}")]
+    #[error("cannot bind {what} on {addr} ({interfaces}): {source}")]
     Bind {
-        what: String,
+        /// `DHCP`, `PXE` or `IPv6 RA`.
+        what: &'static str,
+        /// The address and port, or the kind of socket.
+        addr: String,
+        /// The interfaces served (`all interfaces` when none is named).
+        interfaces: String,
         #[source]
         source: std::io::Error,
     },
+    /// The IPv6 router advertisement task stopped (it runs beside the DHCP loop).
+    #[error("IPv6 router advertisements stopped: {0}")]
+    Ra(String),
     /// Leases could not be loaded at start.
     #[error("cannot load leases: {0}")]
     LoadLeases(#[from] BackendError),
     /// Reading or writing a socket failed in a way that is not per-packet.
     #[error("DHCP socket I/O: {0}")]
     Io(#[from] std::io::Error),
+}
+
+pub use service::Sockets;
+
+/// Binds the service's sockets for `settings` (67 and 4011 on all addresses, the link
+/// sender, the RA socket): done before the daemon reports ready, so a port in use stops
+/// the start. Nothing is bound in mode off.
+pub fn bind(settings: &Settings) -> Result<Sockets, DhcpError> {
+    service::Sockets::bind(settings)
 }
 
 /// Runs the DHCP service until `shutdown`: binds its own sockets per the current
@@ -75,5 +92,18 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(), DhcpError> {
-    service::run(settings, backend, metrics, shutdown).await
+    let sockets = Sockets::bind(&settings.borrow())?;
+    service::run(sockets, settings, backend, metrics, shutdown).await
+}
+
+/// Runs the DHCP service on sockets from [`bind`] until `shutdown`; later settings
+/// changes of ports or mode rebind as [`serve`] does.
+pub async fn serve_bound(
+    sockets: Sockets,
+    settings: tokio::sync::watch::Receiver<Arc<Settings>>,
+    backend: Arc<dyn Backend>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), DhcpError> {
+    service::run(sockets, settings, backend, metrics, shutdown).await
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
 use tokio_util::sync::CancellationToken;
 
 use super::socket::IfaceTable;
@@ -46,7 +47,8 @@ pub fn build_ra(mac: Option<MacAddr>, out: &mut [u8; 24]) -> usize {
     }
 }
 
-fn open() -> io::Result<Socket> {
+/// The raw ICMPv6 socket RAs are sent from (needs CAP_NET_RAW).
+pub(super) fn open() -> io::Result<Socket> {
     let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
     // RFC 4861 §6.1.2: receivers drop RAs whose hop limit is not 255.
     s.set_multicast_hops_v6(255)?;
@@ -62,12 +64,16 @@ fn served(name: &str, settings: &Settings) -> bool {
 }
 
 /// Sends RAs on the served interfaces every [`RA_INTERVAL`] and on solicitation, while
-/// `settings.ipv6_ra` holds; returns when cancelled.
+/// `settings.ipv6_ra` holds; returns when cancelled. Without a socket (no CAP_NET_RAW,
+/// RAs off at start) it only says so when RAs get switched on.
 pub async fn run(
+    sock: Option<AsyncFd<Socket>>,
     mut settings: tokio::sync::watch::Receiver<Arc<Settings>>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let sock = super::socket::register(open()?)?;
+    let Some(sock) = sock else {
+        return without_socket(settings, shutdown).await;
+    };
     let mut ifaces = IfaceTable::new();
     let mut joined: Vec<u32> = Vec::new();
     let mut last_sent: Vec<(u32, Instant)> = Vec::new();
@@ -112,6 +118,28 @@ pub async fn run(
                         Err(_would_block) => break,
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Waits for shutdown; an error line each time RAs are switched on without a socket.
+async fn without_socket(
+    mut settings: tokio::sync::watch::Receiver<Arc<Settings>>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let mut watching = true;
+    let mut on = settings.borrow_and_update().ipv6_ra;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            changed = settings.changed(), if watching => {
+                watching = changed.is_ok();
+                let now = settings.borrow_and_update().ipv6_ra;
+                if now && !on {
+                    tracing::error!("ipv6_ra switched on, but bootd started without an ICMPv6 socket (CAP_NET_RAW); restart it to send router advertisements");
+                }
+                on = now;
             }
         }
     }

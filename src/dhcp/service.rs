@@ -80,6 +80,50 @@ struct Io {
     dhcp: AsyncFd<Socket>,
     pxe: AsyncFd<Socket>,
     link: Option<LinkSender>,
+    /// The ports these sockets are bound to.
+    ports: (u16, u16),
+}
+
+/// The service's sockets, bound before it runs: the UDP ports (none in mode off) and
+/// the ICMPv6 socket for router advertisements.
+pub struct Sockets {
+    io: Option<Io>,
+    ra: Option<AsyncFd<Socket>>,
+}
+
+impl Sockets {
+    pub(super) fn bind(s: &Settings) -> Result<Sockets, DhcpError> {
+        let io = if s.mode == Mode::Off {
+            None
+        } else {
+            Some(bind(s)?)
+        };
+        let ra = match ra::open().and_then(socket::register) {
+            Ok(sock) => Some(sock),
+            Err(source) if s.ipv6_ra => {
+                return Err(DhcpError::Bind {
+                    what: "IPv6 RA",
+                    addr: "an ICMPv6 raw socket".into(),
+                    interfaces: interfaces_named(s),
+                    source,
+                })
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no ICMPv6 socket; router advertisements unavailable");
+                None
+            }
+        };
+        Ok(Sockets { io, ra })
+    }
+}
+
+/// The interfaces served, for messages.
+fn interfaces_named(s: &Settings) -> String {
+    if s.interfaces.is_empty() {
+        "all interfaces".into()
+    } else {
+        s.interfaces.join(", ")
+    }
 }
 
 /// Everything the loop mutates.
@@ -106,6 +150,7 @@ enum Exit {
 }
 
 pub(super) async fn run(
+    sockets: Sockets,
     mut settings: watch::Receiver<Arc<Settings>>,
     backend: Arc<dyn Backend>,
     metrics: Arc<Metrics>,
@@ -120,7 +165,8 @@ pub(super) async fn run(
     table.load(leases);
     tracing::info!(leases = loaded, "DHCP leases loaded");
     let ra_token = shutdown.child_token();
-    let ra_task = tokio::spawn(ra::run(settings.clone(), ra_token.clone()));
+    let mut ra_task = tokio::spawn(ra::run(sockets.ra, settings.clone(), ra_token.clone()));
+    let mut bound = sockets.io;
     let mut state = State {
         settings: settings.borrow_and_update().clone(),
         backend,
@@ -137,51 +183,35 @@ pub(super) async fn run(
         spare: Vec::new(),
         inflight: None,
     };
-    // A dropped settings sender freezes the settings; it does not stop the service.
-    let mut watching = true;
-    let result = loop {
-        state.settings = settings.borrow_and_update().clone();
-        if state.settings.mode == Mode::Off {
-            tokio::select! {
-                _ = shutdown.cancelled() => break Ok(()),
-                c = settings.changed(), if watching => {
-                    watching = c.is_ok();
-                    continue;
-                }
-            }
-        }
-        let io = match bind(&state.settings) {
-            Ok(io) => io,
-            Err(e) => break Err(e),
-        };
-        tracing::info!(
-            mode = ?state.settings.mode,
-            port = state.settings.port,
-            pxe_port = state.settings.pxe_port,
-            interfaces = ?state.settings.interfaces,
-            "DHCP listening"
-        );
-        match state
-            .serve(&io, &mut settings, &mut watching, &shutdown)
-            .await
-        {
-            Ok(Exit::Shutdown) => break Ok(()),
-            Ok(Exit::Rebind) => continue,
-            Err(e) => break Err(e),
+    let result = {
+        let main = state.main_loop(&mut bound, &mut settings, &shutdown);
+        tokio::pin!(main);
+        tokio::select! {
+            r = &mut main => r,
+            // The RA task ends on its own only at shutdown, or when its socket fails.
+            ra = &mut ra_task => match ra {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(DhcpError::Ra(e.to_string())),
+                Err(e) => Err(DhcpError::Ra(e.to_string())),
+            },
         }
     };
     state.drain_commits().await;
     ra_token.cancel();
-    let _ = ra_task.await;
+    if !ra_task.is_finished() {
+        let _ = ra_task.await;
+    }
     result
 }
 
 fn bind(s: &Settings) -> Result<Io, DhcpError> {
-    let open = |port: u16, what: &str| {
+    let open = |port: u16, what: &'static str| {
         socket::bind_udp(port)
             .and_then(socket::register)
             .map_err(|source| DhcpError::Bind {
-                what: format!("{what} UDP port {port}"),
+                what,
+                addr: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).to_string(),
+                interfaces: interfaces_named(s),
                 source,
             })
     };
@@ -195,7 +225,12 @@ fn bind(s: &Settings) -> Result<Io, DhcpError> {
             None
         }
     };
-    Ok(Io { dhcp, pxe, link })
+    Ok(Io {
+        dhcp,
+        pxe,
+        link,
+        ports: (s.port, s.pxe_port),
+    })
 }
 
 async fn wait_commit(inflight: &mut Option<InFlight>) -> Result<(), BackendError> {
@@ -209,6 +244,51 @@ async fn wait_commit(inflight: &mut Option<InFlight>) -> Result<(), BackendError
 }
 
 impl State {
+    /// Binds (or takes the sockets bound at start) and serves, rebinding when the ports
+    /// or the mode change, until shutdown.
+    async fn main_loop(
+        &mut self,
+        bound: &mut Option<Io>,
+        settings: &mut watch::Receiver<Arc<Settings>>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), DhcpError> {
+        // A dropped settings sender freezes the settings; it does not stop the service.
+        let mut watching = true;
+        loop {
+            self.settings = settings.borrow_and_update().clone();
+            if self.settings.mode == Mode::Off {
+                *bound = None;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    c = settings.changed(), if watching => {
+                        watching = c.is_ok();
+                        continue;
+                    }
+                }
+            }
+            let wanted = (self.settings.port, self.settings.pxe_port);
+            let io = match bound.take() {
+                Some(io) if io.ports == wanted => io,
+                _ => bind(&self.settings)?,
+            };
+            tracing::info!(
+                mode = ?self.settings.mode,
+                port = self.settings.port,
+                pxe_port = self.settings.pxe_port,
+                interfaces = ?self.settings.interfaces,
+                "DHCP listening"
+            );
+            match self.serve(&io, settings, &mut watching, shutdown).await? {
+                Exit::Shutdown => return Ok(()),
+                Exit::Rebind => {
+                    // The old sockets close before the new ones bind the same ports.
+                    drop(io);
+                    continue;
+                }
+            }
+        }
+    }
+
     async fn serve(
         &mut self,
         io: &Io,

@@ -191,7 +191,7 @@ pub async fn show_node(app: &Arc<App>, mac: &str) -> Response<Body> {
     let mut v = node_json(&node);
     if let Value::Object(m) = &mut v {
         m.insert("history".into(), json!(history));
-        let hw = super::hardware::latest(app, mac);
+        let hw = app.latest_hardware(mac);
         m.insert(
             "hardware".into(),
             serde_json::to_value(hw).unwrap_or(Value::Null),
@@ -418,7 +418,7 @@ pub async fn reload(app: &Arc<App>, caller: &Caller) -> Response<Body> {
             StatusCode::OK,
             &json!({ "reloaded": true, "summary": summary }),
         ),
-        Err(e) => error_response(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(e) => error_response(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     }
 }
 

@@ -69,7 +69,7 @@ pub async fn render(
     let Some(node) = app.registry.get(mac) else {
         return error_response(StatusCode::NOT_FOUND, format!("no node with MAC {mac}"));
     };
-    let sel = select_with_hardware(Some(&node), &cfg, &|| super::hardware::latest(app, mac));
+    let sel = select_with_hardware(Some(&node), &cfg, &|| app.latest_hardware(mac));
     let name = match &doc {
         Doc::Script => sel.script.clone(),
         Doc::Config => match &sel.config {
@@ -110,9 +110,7 @@ pub async fn render(
         &cfg.server.public_url,
     );
     // Inventory facts are template variables too: `{{ node.hardware.product }}`.
-    if let (serde_json::Value::Object(n), Some(hw)) =
-        (&mut ctx.node, super::hardware::latest(app, mac))
-    {
+    if let (serde_json::Value::Object(n), Some(hw)) = (&mut ctx.node, app.latest_hardware(mac)) {
         n.insert(
             "hardware".into(),
             serde_json::to_value(hw).unwrap_or_default(),

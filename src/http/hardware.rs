@@ -21,12 +21,6 @@ use std::time::Duration;
 /// Longest a machine may take to upload its report.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The newest stored inventory of a node, if it reported.
-pub fn latest(app: &App, mac: MacAddr) -> Option<Inventory> {
-    let row = app.store.latest_hardware(&mac.to_string()).ok().flatten()?;
-    serde_json::from_str(&row.inventory).ok()
-}
-
 /// Whether this caller may report for `mac`: its token, an operator, or — for a machine
 /// nobody configured, when discovery is on — the address that MAC was seen with.
 fn allowed(app: &App, req: &Request<Incoming>, caller: &Caller, mac: MacAddr) -> bool {
@@ -45,7 +39,7 @@ fn allowed(app: &App, req: &Request<Incoming>, caller: &Caller, mac: MacAddr) ->
     };
     unconfigured
         && app.config().boot.unknown == UnknownPolicy::Discover
-        && crate::services::mac_of_peer(peer.ip()) == Some(mac)
+        && crate::neighbours::mac_of(peer.ip()) == Some(mac)
 }
 
 /// `POST /api/v1/nodes/{mac}/hardware`: answers with the inventory that was stored.
@@ -102,7 +96,7 @@ pub async fn post(
             return error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
         }
     }
-    let previous = latest(app, mac);
+    let previous = app.latest_hardware(mac);
     let diff = previous
         .as_ref()
         .map(|p| changes(p, &inventory))

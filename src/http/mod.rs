@@ -1,5 +1,6 @@
 //! The HTTP service (hyper): boot scripts, assets, machine callbacks, the read API and
-//! metrics. The control socket serves the same router with admin rights.
+//! metrics. The network listener serves the public route table only; the control socket
+//! serves it and the admin table.
 
 mod api;
 mod asset_cache;
@@ -12,9 +13,8 @@ mod monitoring;
 mod response;
 mod router;
 
-pub use hardware::latest as latest_hardware;
 pub use response::{error_response, json_response, Body};
-pub use router::{handle, Caller};
+pub use router::{handle_control, handle_public, AdminAction, AdminRoute, Caller, ADMIN_ROUTES};
 
 use crate::app::App;
 use hyper::server::conn::http1;
@@ -79,12 +79,10 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> 
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         conns.spawn(async move {
-            let caller = Caller::Network(peer);
             let svc_app = app.clone();
             let svc = service_fn(move |req| {
                 let app = svc_app.clone();
-                let caller = caller.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(app, req, caller).await) }
+                async move { Ok::<_, std::convert::Infallible>(handle_public(app, req, peer).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())

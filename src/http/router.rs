@@ -1,5 +1,8 @@
-//! One router for the network listener and the control socket: the path is decoded
-//! once, then matched by segments; admin routes answer only on the control socket.
+//! Two route tables: the public one, served on the network listener and the control
+//! socket, and the admin one, served on the control socket only. The network listener
+//! is built with the public table alone ([`handle_public`]), so no admin handler is
+//! reachable from it; an admin route asked for there is answered 403 from
+//! [`ADMIN_ROUTES`], the same table the control socket dispatches from.
 
 use super::response::{error_response, text_response, Body};
 use super::{api, assets, boot, events, hardware, lifecycle, monitoring};
@@ -19,7 +22,7 @@ pub enum Caller {
 }
 
 impl Caller {
-    /// Whether admin routes are open to this caller.
+    /// Whether this caller speaks with an operator's rights (the control socket).
     pub fn is_admin(&self) -> bool {
         matches!(self, Caller::Control { .. })
     }
@@ -38,59 +41,271 @@ const MAX_PATH: usize = 2048;
 /// Most header bytes (names and values) a request may carry.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
-/// Answers one request; never fails (errors become `{"error": ...}` responses).
-pub async fn handle(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Response<Body> {
-    let route_label;
-    let response = {
-        let raw = req.uri().path();
-        let header_bytes: usize = req
-            .headers()
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len())
-            .sum();
-        if header_bytes > MAX_HEADER_BYTES {
-            route_label = "invalid";
-            error_response(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                format!("request headers over {MAX_HEADER_BYTES} bytes"),
-            )
-        } else if raw.len() > MAX_PATH {
-            route_label = "invalid";
-            error_response(StatusCode::URI_TOO_LONG, "request path too long")
-        } else {
-            match percent_encoding::percent_decode_str(raw).decode_utf8() {
-                Err(_) => {
-                    route_label = "invalid";
-                    error_response(StatusCode::BAD_REQUEST, "request path is not valid UTF-8")
-                }
-                Ok(path) => {
-                    let path = path.into_owned();
-                    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-                    let (label, resp) = route(&app, req, &caller, &segs).await;
-                    route_label = label;
-                    resp
-                }
+/// What an admin route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAction {
+    NodeAdd,
+    NodeSet,
+    NodeRemove,
+    Reload,
+    Reprovision,
+    NodeAdopt,
+    Relay,
+    RelayRetry,
+    RelayDrop,
+}
+
+/// One admin route: method, path pattern (`{mac}` stands for one segment) and action.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminRoute {
+    pub method: &'static str,
+    pub pattern: &'static str,
+    pub action: AdminAction,
+}
+
+impl AdminRoute {
+    /// The metrics label of the route.
+    pub fn label(&self) -> &'static str {
+        match self.action {
+            AdminAction::NodeAdd => "node_add",
+            AdminAction::NodeSet => "node_set",
+            AdminAction::NodeRemove => "node_rm",
+            AdminAction::Reload => "reload",
+            AdminAction::Reprovision => "reprovision",
+            AdminAction::NodeAdopt => "node_adopt",
+            AdminAction::Relay => "relay",
+            AdminAction::RelayRetry => "relay_retry",
+            AdminAction::RelayDrop => "relay_drop",
+        }
+    }
+
+    /// The segments captured by the pattern's `{...}` placeholders, if `method` and
+    /// `segs` are this route.
+    fn captures<'a>(&self, method: &Method, segs: &[&'a str]) -> Option<Vec<&'a str>> {
+        if method.as_str() != self.method {
+            return None;
+        }
+        let pattern: Vec<&str> = self.pattern.split('/').filter(|s| !s.is_empty()).collect();
+        if pattern.len() != segs.len() {
+            return None;
+        }
+        let mut captured = Vec::new();
+        for (p, s) in pattern.iter().zip(segs) {
+            if p.starts_with('{') && p.ends_with('}') {
+                captured.push(*s);
+            } else if p != s {
+                return None;
+            }
+        }
+        Some(captured)
+    }
+}
+
+/// The admin routes: served on the control socket only. The network listener answers
+/// them 403 without reaching a handler.
+pub const ADMIN_ROUTES: &[AdminRoute] = &[
+    AdminRoute {
+        method: "POST",
+        pattern: "/api/v1/nodes",
+        action: AdminAction::NodeAdd,
+    },
+    AdminRoute {
+        method: "PATCH",
+        pattern: "/api/v1/nodes/{mac}",
+        action: AdminAction::NodeSet,
+    },
+    AdminRoute {
+        method: "DELETE",
+        pattern: "/api/v1/nodes/{mac}",
+        action: AdminAction::NodeRemove,
+    },
+    AdminRoute {
+        method: "POST",
+        pattern: "/api/v1/reload",
+        action: AdminAction::Reload,
+    },
+    AdminRoute {
+        method: "POST",
+        pattern: "/api/v1/reprovision",
+        action: AdminAction::Reprovision,
+    },
+    AdminRoute {
+        method: "POST",
+        pattern: "/api/v1/nodes/{mac}/adopt",
+        action: AdminAction::NodeAdopt,
+    },
+    AdminRoute {
+        method: "GET",
+        pattern: "/api/v1/relay",
+        action: AdminAction::Relay,
+    },
+    AdminRoute {
+        method: "POST",
+        pattern: "/api/v1/relay/retry",
+        action: AdminAction::RelayRetry,
+    },
+    AdminRoute {
+        method: "POST",
+        pattern: "/api/v1/relay/drop",
+        action: AdminAction::RelayDrop,
+    },
+];
+
+/// The admin route `method` and `segs` name, with its captured segments.
+fn admin_route<'a>(
+    method: &Method,
+    segs: &[&'a str],
+) -> Option<(&'static AdminRoute, Vec<&'a str>)> {
+    ADMIN_ROUTES
+        .iter()
+        .find_map(|r| r.captures(method, segs).map(|c| (r, c)))
+}
+
+/// A route's metrics label and answer.
+type Routed = (&'static str, Response<Body>);
+
+/// Answers one request of the network listener from the public table; never fails
+/// (errors become `{"error": ...}` responses).
+pub async fn handle_public(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let caller = Caller::Network(peer);
+    let routed = match decode(&req) {
+        Err(invalid) => invalid.answer(),
+        Ok(path) => {
+            let segs = segments(&path);
+            match public(&app, req, &caller, &segs).await {
+                Ok(routed) => routed,
+                Err(req) => not_public(req.method(), &segs),
             }
         }
     };
+    count(&app, routed)
+}
+
+/// Answers one request of the control socket: the public table, then the admin table.
+pub async fn handle_control(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    uid: u32,
+    gid: u32,
+    pid: i32,
+) -> Response<Body> {
+    let caller = Caller::Control { uid, gid, pid };
+    let routed = match decode(&req) {
+        Err(invalid) => invalid.answer(),
+        Ok(path) => {
+            let segs = segments(&path);
+            match public(&app, req, &caller, &segs).await {
+                Ok(routed) => routed,
+                Err(req) => match admin(&app, req, &caller, &segs).await {
+                    Ok(routed) => routed,
+                    Err(_) => not_found(&segs),
+                },
+            }
+        }
+    };
+    count(&app, routed)
+}
+
+/// A request refused before routing.
+#[derive(Debug, Clone, Copy)]
+enum Invalid {
+    Headers,
+    PathLength,
+    PathEncoding,
+}
+
+impl Invalid {
+    fn answer(self) -> Routed {
+        let response = match self {
+            Invalid::Headers => error_response(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("request headers over {MAX_HEADER_BYTES} bytes"),
+            ),
+            Invalid::PathLength => {
+                error_response(StatusCode::URI_TOO_LONG, "request path too long")
+            }
+            Invalid::PathEncoding => {
+                error_response(StatusCode::BAD_REQUEST, "request path is not valid UTF-8")
+            }
+        };
+        ("invalid", response)
+    }
+}
+
+/// Checks the limits and decodes the path once.
+fn decode(req: &Request<Incoming>) -> Result<String, Invalid> {
+    let raw = req.uri().path();
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Err(Invalid::Headers);
+    }
+    if raw.len() > MAX_PATH {
+        return Err(Invalid::PathLength);
+    }
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|p| p.into_owned())
+        .map_err(|_| Invalid::PathEncoding)
+}
+
+fn segments(path: &str) -> Vec<&str> {
+    path.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+/// Counts the answer under its route label and hands it on.
+fn count(app: &App, (label, response): Routed) -> Response<Body> {
     app.metrics
         .http_requests
         .get_or_create(&crate::metrics::RouteLabels {
-            route: route_label.to_string(),
+            route: label.to_string(),
             status: response.status().as_u16(),
         })
         .inc();
     response
 }
 
-async fn route(
+/// What the network listener answers outside the public table: 403 for an admin
+/// route, else 404.
+fn not_public(method: &Method, segs: &[&str]) -> Routed {
+    if admin_route(method, segs).is_some() {
+        return (
+            "forbidden",
+            error_response(
+                StatusCode::FORBIDDEN,
+                "this route is only available on the control socket",
+            ),
+        );
+    }
+    not_found(segs)
+}
+
+fn not_found(segs: &[&str]) -> Routed {
+    match segs {
+        ["api", ..] | ["healthz"] | ["metrics"] => (
+            "other",
+            error_response(StatusCode::NOT_FOUND, "no such route or method"),
+        ),
+        _ => ("other", error_response(StatusCode::NOT_FOUND, "not found")),
+    }
+}
+
+/// The public table; the request back when it has no such route.
+async fn public(
     app: &Arc<App>,
     req: Request<Incoming>,
     caller: &Caller,
     segs: &[&str],
-) -> (&'static str, Response<Body>) {
+) -> Result<Routed, Request<Incoming>> {
     let method = req.method().clone();
-    match (&method, segs) {
+    let routed = match (&method, segs) {
         (&Method::GET | &Method::HEAD, ["healthz"]) => ("healthz", api::healthz(app).await),
         (&Method::GET, ["metrics"]) => {
             let held = i64::try_from(assets::cache_bytes()).unwrap_or(i64::MAX);
@@ -146,56 +361,75 @@ async fn route(
             ("phase", api::post_phase(app, req, caller, mac).await)
         }
         (&Method::GET, ["api", "v1", "groups"]) => ("groups", lifecycle::groups(app)),
-        // Admin routes: control socket only.
-        (_, ["api", "v1", ..]) if !caller.is_admin() && is_admin_route(&method, segs) => (
-            "forbidden",
-            error_response(
-                StatusCode::FORBIDDEN,
-                "this route is only available on the control socket",
-            ),
-        ),
-        (&Method::POST, ["api", "v1", "nodes"]) => {
-            ("node_add", api::add_node(app, req, caller).await)
-        }
-        (&Method::PATCH, ["api", "v1", "nodes", mac]) => {
-            ("node_set", api::set_node(app, req, caller, mac).await)
-        }
-        (&Method::DELETE, ["api", "v1", "nodes", mac]) => {
-            ("node_rm", api::remove_node(app, caller, mac).await)
-        }
-        (&Method::POST, ["api", "v1", "reload"]) => ("reload", api::reload(app, caller).await),
-        (&Method::POST, ["api", "v1", "reprovision"]) => (
-            "reprovision",
-            lifecycle::reprovision(app, req, caller).await,
-        ),
-        (&Method::POST, ["api", "v1", "nodes", mac, "adopt"]) => {
-            ("node_adopt", api::adopt_node(app, req, caller, mac).await)
-        }
-        (&Method::GET, ["api", "v1", "relay"]) => ("relay", api::relay_overview(app).await),
-        (&Method::POST, ["api", "v1", "relay", "retry"]) => {
-            ("relay_retry", api::relay_retry(app, req, caller).await)
-        }
-        (&Method::POST, ["api", "v1", "relay", "drop"]) => {
-            ("relay_drop", api::relay_drop(app, req, caller).await)
-        }
-        (_, ["api", ..]) | (_, ["healthz"]) | (_, ["metrics"]) => (
-            "other",
-            error_response(StatusCode::NOT_FOUND, "no such route or method"),
-        ),
-        _ => ("other", error_response(StatusCode::NOT_FOUND, "not found")),
-    }
+        _ => return Err(req),
+    };
+    Ok(routed)
 }
 
-fn is_admin_route(method: &Method, segs: &[&str]) -> bool {
-    matches!(
-        (method, segs),
-        (&Method::POST, ["api", "v1", "nodes"])
-            | (&Method::PATCH, ["api", "v1", "nodes", _])
-            | (&Method::DELETE, ["api", "v1", "nodes", _])
-            | (&Method::POST, ["api", "v1", "reload"])
-            | (&Method::POST, ["api", "v1", "reprovision"])
-            | (&Method::POST, ["api", "v1", "nodes", _, "adopt"])
-            | (&Method::GET, ["api", "v1", "relay"])
-            | (&Method::POST, ["api", "v1", "relay", _])
-    )
+/// The admin table (control socket only); the request back when it has no such route.
+async fn admin(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    caller: &Caller,
+    segs: &[&str],
+) -> Result<Routed, Request<Incoming>> {
+    let Some((route, captured)) = admin_route(req.method(), segs) else {
+        return Err(req);
+    };
+    let mac = captured.first().copied().unwrap_or_default();
+    let response = match route.action {
+        AdminAction::NodeAdd => api::add_node(app, req, caller).await,
+        AdminAction::NodeSet => api::set_node(app, req, caller, mac).await,
+        AdminAction::NodeRemove => api::remove_node(app, caller, mac).await,
+        AdminAction::Reload => api::reload(app, caller).await,
+        AdminAction::Reprovision => lifecycle::reprovision(app, req, caller).await,
+        AdminAction::NodeAdopt => api::adopt_node(app, req, caller, mac).await,
+        AdminAction::Relay => api::relay_overview(app).await,
+        AdminAction::RelayRetry => api::relay_retry(app, req, caller).await,
+        AdminAction::RelayDrop => api::relay_drop(app, req, caller).await,
+    };
+    Ok((route.label(), response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A concrete path for a pattern: `{mac}` becomes a MAC.
+    fn concrete(pattern: &str) -> String {
+        pattern.replace("{mac}", "52:54:00:00:00:01")
+    }
+
+    #[test]
+    fn every_admin_route_matches_its_own_pattern_and_nothing_else() {
+        for r in ADMIN_ROUTES {
+            let path = concrete(r.pattern);
+            let segs = segments(&path);
+            let method: Method = r.method.parse().expect("method");
+            let found = admin_route(&method, &segs).map(|(f, _)| f.action);
+            assert_eq!(found, Some(r.action), "{} {path}", r.method);
+            assert_eq!(
+                not_public(&method, &segs).1.status(),
+                StatusCode::FORBIDDEN,
+                "{} {path}",
+                r.method
+            );
+        }
+        let get = Method::GET;
+        assert!(admin_route(&get, &segments("/api/v1/nodes")).is_none());
+        assert!(admin_route(&Method::POST, &segments("/api/v1/relay/other")).is_none());
+        assert!(admin_route(&Method::PATCH, &segments("/api/v1/nodes")).is_none());
+        assert_eq!(
+            not_public(&get, &segments("/api/v1/nope")).1.status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn admin_routes_capture_the_mac() {
+        let segs = segments("/api/v1/nodes/aa:bb:cc:dd:ee:ff/adopt");
+        let (route, captured) = admin_route(&Method::POST, &segs).expect("adopt");
+        assert_eq!(route.label(), "node_adopt");
+        assert_eq!(captured, vec!["aa:bb:cc:dd:ee:ff"]);
+    }
 }
