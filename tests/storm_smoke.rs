@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::daemon::bin;
 use common::netboot::{control, start_bootd};
-use common::{need_root, Netns, NetnsConfig};
+use common::{need_root, workspace_bin, Netns, NetnsConfig};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -147,7 +146,7 @@ default_profile = "discovery"
     let report = dir.path().join("storm.json");
     let started = Instant::now();
     let out = client
-        .cmd(bin("bootd-storm"))
+        .cmd(workspace_bin("bootd-storm"))
         .args(["-n", &MACHINES.to_string(), "--seed", &seed.to_string()])
         .args(["--mode", if mode == Mode::Proxy { "proxy" } else { "full" }])
         .args([

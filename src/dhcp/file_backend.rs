@@ -1,6 +1,6 @@
-//! A Backend that really persists: leases go to an append-only log file, one
+//! A [`Backend`] without bootd's store, for the standalone DHCP server (`examples/dhcpd`,
+//! `benches/dhcp.sh`) and the DHCP tests: leases go to an append-only log file, one
 //! `write` + `fdatasync` per group commit; nodes come from an in-memory map.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
-use bootd::dhcp::{Arch, Backend, BackendError, Lease, LeaseState, NodeBoot};
-use bootd::mac::MacAddr;
+use super::{Arch, Backend, BackendError, Lease, LeaseState, NodeBoot};
+use crate::mac::MacAddr;
 
 /// One `offered` report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,8 +32,6 @@ pub struct FileBackend {
     pub offered: Mutex<Vec<Offered>>,
     /// Keep `offered` reports (tests); the benchmark turns it off to measure the service.
     pub record_offers: bool,
-    /// Leases per group commit.
-    pub commits: Mutex<Vec<usize>>,
 }
 
 fn state_name(s: LeaseState) -> &'static str {
@@ -57,7 +55,6 @@ impl FileBackend {
             default_node: NodeBoot::default(),
             offered: Mutex::new(Vec::new()),
             record_offers: true,
-            commits: Mutex::new(Vec::new()),
         })
     }
 
@@ -157,12 +154,6 @@ impl Backend for FileBackend {
         f.write_all(text.as_bytes())
             .map_err(|e| BackendError(e.to_string()))?;
         f.sync_data().map_err(|e| BackendError(e.to_string()))?;
-        if self.record_offers {
-            self.commits
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(leases.len());
-        }
         Ok(())
     }
 }
