@@ -1,7 +1,9 @@
 //! Boot-storm smoke tests: bootd in one namespace (full DHCP mode, or ProxyDHCP beside an
 //! address-only dnsmasq), `bootd-storm` with ten machines in another (joined by a veth);
 //! every machine must boot without a failure and reach the callbacks' phases and a stored
-//! hardware report in bootd's API.
+//! hardware report in bootd's API. `bootd-storm` is another workspace package: root-level
+//! `cargo test` builds it; `cargo test --test storm_smoke` alone runs the one already in
+//! `target/debug/` (`cargo build -p bootd-storm` first).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 mod common;

@@ -157,3 +157,64 @@ impl Backend for FileBackend {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(mac: u8, ip: u8, state: LeaseState, hostname: Option<&str>) -> Lease {
+        Lease {
+            mac: MacAddr([2, 0, 0, 0, 0, mac]),
+            ip: Ipv4Addr::new(10, 0, 0, ip),
+            expires: UNIX_EPOCH + Duration::from_secs(1_000 + u64::from(ip)),
+            hostname: hostname.map(str::to_string),
+            state,
+        }
+    }
+
+    #[test]
+    fn a_reopened_log_gives_the_latest_lease_per_mac() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leases.log");
+        let b = FileBackend::open(&path).unwrap();
+        b.persist_leases(&[
+            lease(1, 10, LeaseState::Offered, None),
+            lease(2, 20, LeaseState::Bound, Some("two")),
+        ])
+        .unwrap();
+        b.persist_leases(&[lease(1, 10, LeaseState::Bound, Some("has space"))])
+            .unwrap();
+        drop(b);
+
+        let mut stored = FileBackend::open(&path).unwrap().stored();
+        stored.sort_by_key(|l| l.mac);
+        assert_eq!(
+            stored,
+            vec![
+                // A host name with a space is not stored.
+                lease(1, 10, LeaseState::Bound, None),
+                lease(2, 20, LeaseState::Bound, Some("two")),
+            ]
+        );
+    }
+
+    #[test]
+    fn offers_are_recorded_unless_turned_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = FileBackend::open(dir.path().join("leases.log")).unwrap();
+        let mac = MacAddr([2, 0, 0, 0, 0, 9]);
+        b.offered(mac, None, None, "eth0");
+        assert_eq!(
+            *b.offered.lock().unwrap(),
+            vec![Offered {
+                mac,
+                ip: None,
+                arch: None,
+                iface: "eth0".to_string()
+            }]
+        );
+        b.record_offers = false;
+        b.offered(mac, None, None, "eth1");
+        assert_eq!(b.offered.lock().unwrap().len(), 1);
+    }
+}
