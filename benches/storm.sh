@@ -58,7 +58,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-cargo build --release --bin bootd --bin bootd-storm >/dev/null
+cargo build --release -p bootd --bin bootd >/dev/null
+cargo build --release -p bootd-storm >/dev/null
 mkdir -p "$OUT"
 
 # --- network ---------------------------------------------------------------------------

@@ -6,14 +6,12 @@
 //! Log level from RUST_LOG (default warn). SIGINT/SIGTERM stop it cleanly.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
-#[path = "support/file_backend.rs"]
-mod file_backend;
-
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bootd::dhcp::file_backend::FileBackend;
 use bootd::dhcp::{serve, Metrics, Mode, NodeBoot, Pool, Settings};
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +41,7 @@ fn main() -> ExitCode {
     ) else {
         return usage();
     };
-    let mut backend = match file_backend::FileBackend::open(file) {
+    let mut backend = match FileBackend::open(file) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("dhcpd: lease file {file}: {e}");

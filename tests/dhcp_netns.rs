@@ -2,17 +2,18 @@
 //! udhcpc (full mode), dnsmasq next to us (proxy mode), crafted PXE requests over UDP.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
-#[path = "dhcp_common/mod.rs"]
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bootd::dhcp::file_backend::FileBackend;
 use bootd::dhcp::{LeaseState, Mode, NodeBoot, Pool, Settings};
 use bootd::mac::MacAddr;
-use common::file_backend::FileBackend;
-use common::*;
+use common::dhcp::*;
+use common::netns::{enter, Lab};
+use common::wait_until;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];

@@ -5,14 +5,11 @@
 mod common;
 
 use common::daemon::{bin, unix_request, Daemon};
+use common::json;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
 
 #[test]
 fn shipped_config_checks_ok_and_errors_name_their_place() {

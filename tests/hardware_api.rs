@@ -5,11 +5,8 @@
 mod common;
 
 use common::daemon::Daemon;
+use common::json;
 use std::path::Path;
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
 
 fn data(name: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -15,7 +15,8 @@ fn read(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn json(name: &str) -> serde_json::Value {
+/// A dump file under tests/data/hardware, parsed as JSON.
+fn dump_json(name: &str) -> serde_json::Value {
     serde_json::from_str(&read(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
@@ -33,7 +34,7 @@ fn dmi(name: &str) -> Inventory {
 }
 
 fn lshw(name: &str) -> Inventory {
-    post(serde_json::json!({ "lshw": json(name) }))
+    post(serde_json::json!({ "lshw": dump_json(name) }))
 }
 
 const GIB: u64 = 1 << 30;
@@ -325,8 +326,8 @@ fn nvidia_grace_hopper_arm64_lshw() {
 fn this_vm_lshw_both_formats_agree() {
     let object = lshw("local-vm.lshw.json");
     let array = lshw("local-vm.lshw-class-array.json");
-    assert!(json("local-vm.lshw.json").is_object());
-    assert!(json("local-vm.lshw-class-array.json").is_array());
+    assert!(dump_json("local-vm.lshw.json").is_object());
+    assert!(dump_json("local-vm.lshw-class-array.json").is_array());
     for inv in [&object, &array] {
         assert_eq!(inv.cpus.model.as_deref(), Some("AMD EPYC"));
         assert_eq!(inv.cpus.sockets, Some(1));
@@ -348,13 +349,13 @@ fn this_vm_lshw_both_formats_agree() {
 #[test]
 fn this_vm_full_report_with_extra() {
     let inv = post(serde_json::json!({
-        "lshw": json("local-vm.lshw.json"),
+        "lshw": dump_json("local-vm.lshw.json"),
         "dmidecode": read("local-vm.dmidecode.txt"),
         "extra": {
             "efi": false,
             "secure_boot": false,
-            "lsblk": json("local-vm.lsblk.json"),
-            "ip_link": json("local-vm.ip-link.json"),
+            "lsblk": dump_json("local-vm.lsblk.json"),
+            "ip_link": dump_json("local-vm.ip-link.json"),
         }
     }));
     // This VM has no SMBIOS table: identity stays unknown rather than guessed.
@@ -372,7 +373,7 @@ fn this_vm_full_report_with_extra() {
 #[test]
 fn dmidecode_wins_identity_and_dimms_lshw_the_rest() {
     let inv = post(serde_json::json!({
-        "lshw": json("dell-rackhd-e5-2699v3.lshw.json"),
+        "lshw": dump_json("dell-rackhd-e5-2699v3.lshw.json"),
         "dmidecode": read("dell-m630.dmidecode.txt"),
     }));
     assert_eq!(inv.vendor.as_deref(), Some("Dell Inc."));
@@ -472,7 +473,7 @@ fn changes_between_two_reports_of_one_machine() {
     // A report without dmidecode does not turn known values into "changes".
     let lshw_only = lshw("dell-rackhd-e5-2699v3.lshw.json");
     let merged = post(serde_json::json!({
-        "lshw": json("dell-rackhd-e5-2699v3.lshw.json"),
+        "lshw": dump_json("dell-rackhd-e5-2699v3.lshw.json"),
         "dmidecode": read("dell-m630.dmidecode.txt"),
     }));
     assert!(changes(&lshw_only, &merged)
@@ -484,7 +485,7 @@ fn changes_between_two_reports_of_one_machine() {
 #[test]
 fn inventory_round_trips_through_json() {
     let inv = post(serde_json::json!({
-        "lshw": json("dell-rackhd-e5-2699v3.lshw.json"),
+        "lshw": dump_json("dell-rackhd-e5-2699v3.lshw.json"),
         "dmidecode": read("lenovo-sr650-v2.dmidecode.txt"),
         "extra": {"efi": true, "secure_boot": true},
     }));

@@ -5,6 +5,7 @@
 mod common;
 
 use common::daemon::Daemon;
+use common::json;
 use common::upstream::{FakeServer, Reply};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -18,10 +19,6 @@ enum Machine {
     Failing,
     /// Health fails and the provider reports it powered off.
     PoweredOff,
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 fn node(d: &Daemon, mac: &str) -> Value {
@@ -78,7 +75,7 @@ fn failing_nodes_turn_unhealthy_or_stopped_and_recover() {
         Reply::status(204) // relay events
     });
     // A port nobody listens on: connection refused.
-    let closed = common::daemon::free_tcp_port();
+    let closed = common::free_tcp_port();
     let extra = format!(
         "[health]\ninterval = \"1s\"\nunhealthy_after = \"3s\"\n\n\
          [[upstream]]\nname = \"cloud\"\nurl = \"{}\"\nstatus_url = \"{}\"\n",

@@ -5,11 +5,8 @@
 mod common;
 
 use common::daemon::Daemon;
+use common::json;
 use std::os::unix::fs::symlink;
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
 
 /// The token a rendered script carries (`bootd.token=...`).
 fn token_of(script: &str) -> String {

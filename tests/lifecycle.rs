@@ -7,6 +7,7 @@ mod common;
 
 use bootd::relay::Secret;
 use common::daemon::{bin, curl_url, Daemon};
+use common::json;
 use common::upstream::{FakeServer, Reply, Request};
 use common::wait_for;
 use serde_json::Value;
@@ -31,10 +32,6 @@ fn start(extra: &str) -> Daemon {
     std::fs::write(dir.path().join("secret"), format!("{SECRET}\n")).expect("secret");
     let extra = extra.replace("@DIR@", &dir.path().display().to_string());
     Daemon::start_in(dir, &extra, &[])
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 /// What a machine does when it PXE-boots: fetch its script; returns the token in it.

@@ -38,8 +38,8 @@ impl Setup {
         }
         let setup = Setup {
             dir,
-            http: common::daemon::free_tcp_port(),
-            tftp: common::daemon::free_udp_port(),
+            http: common::free_tcp_port(),
+            tftp: common::free_udp_port(),
         };
         setup.write_config("mode = \"off\"", "");
         setup

@@ -6,6 +6,7 @@ mod common;
 
 use bootd::relay::Secret;
 use common::daemon::{unix_request, Daemon};
+use common::json;
 use common::upstream::{FakeServer, Reply, Request};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -15,10 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SECRET: &str = "relay-test-secret";
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
 
 /// What the fake provider saw.
 #[derive(Default)]

@@ -1,14 +1,15 @@
 //! Boot-storm smoke tests: bootd in one namespace (full DHCP mode, or ProxyDHCP beside an
 //! address-only dnsmasq), `bootd-storm` with ten machines in another (joined by a veth);
 //! every machine must boot without a failure and reach the callbacks' phases and a stored
-//! hardware report in bootd's API.
+//! hardware report in bootd's API. `bootd-storm` is another workspace package: root-level
+//! `cargo test` builds it; `cargo test --test storm_smoke` alone runs the one already in
+//! `target/debug/` (`cargo build -p bootd-storm` first).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 mod common;
 
-use common::daemon::bin;
 use common::netboot::{control, start_bootd};
-use common::{need_root, Netns, NetnsConfig};
+use common::{need_root, workspace_bin, Netns, NetnsConfig};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -147,7 +148,7 @@ default_profile = "discovery"
     let report = dir.path().join("storm.json");
     let started = Instant::now();
     let out = client
-        .cmd(bin("bootd-storm"))
+        .cmd(workspace_bin("bootd-storm"))
         .args(["-n", &MACHINES.to_string(), "--seed", &seed.to_string()])
         .args(["--mode", if mode == Mode::Proxy { "proxy" } else { "full" }])
         .args([

@@ -2,7 +2,6 @@
 //! retransmission, client errors, Sorcerer's Apprentice, windows, limits, reload, shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
-#[path = "tftp_common/mod.rs"]
 mod common;
 
 use std::net::SocketAddr;
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bootd::tftp::{ErrorKind, Observer, Settings};
 use bytes::Bytes;
-use common::*;
+use common::tftp::*;
 use tokio::net::UdpSocket;
 
 /// Collects every packet that arrives within `wait` after the last one.

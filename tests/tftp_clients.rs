@@ -2,7 +2,6 @@
 //! 100 MiB file (sha256 equal), netascii, and a client killed mid-transfer.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
-#[path = "tftp_common/mod.rs"]
 mod common;
 
 use std::path::Path;
@@ -10,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bootd::tftp::Settings;
-use common::*;
+use common::tftp::*;
 
 const BIG: usize = 100 * 1024 * 1024;
 const CLIENT_LIMIT: Duration = Duration::from_secs(300);

@@ -2,14 +2,13 @@
 //! the root, whatever the spelling (dots, backslashes, percent signs, NUL, symlinks).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
-#[path = "tftp_common/mod.rs"]
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use common::tftp::*;
 
 const MARKER: &str = "SECRET-MARKER-7f3a9c";
 const PASSWD_MARKER: &str = "root:x:0:0";

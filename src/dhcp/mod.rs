@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::mac::MacAddr;
 
+pub mod file_backend;
 pub mod metrics;
 pub mod ra;
 mod service;

@@ -1,37 +1,20 @@
 //! Starts the real `bootd` binary on a temporary state dir with free loopback ports, and
 //! kills it (by pid) when the test ends, whatever happened.
 
-#![allow(dead_code)]
-
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (released before use; good enough for tests).
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free TCP port")
-}
-
-/// A free UDP port on 127.0.0.1.
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free UDP port")
-}
+use super::ports::{free_tcp_port, free_udp_port};
 
 /// Path of a built binary of this package.
 pub fn bin(name: &str) -> PathBuf {
     match name {
         "bootd" => PathBuf::from(env!("CARGO_BIN_EXE_bootd")),
         "bootctl" => PathBuf::from(env!("CARGO_BIN_EXE_bootctl")),
-        "bootd-storm" => PathBuf::from(env!("CARGO_BIN_EXE_bootd-storm")),
-        other => panic!("unknown binary {other}"),
+        other => panic!("unknown binary {other} (another package's: `workspace_bin`)"),
     }
 }
 

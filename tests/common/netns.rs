@@ -1,8 +1,11 @@
 //! `Netns`: a private network namespace with a bridge and a tap for QEMU, so DHCP from a
 //! test never reaches a real network; dropping it kills its processes and deletes it.
+//! `Lab`: a server namespace and a client namespace joined by a bridge and veth pairs
+//! (client-side DHCP tests), torn down the same way; `enter` moves a thread into one.
 
 use std::ffi::OsStr;
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -249,4 +252,210 @@ impl Drop for Netns {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+// ---- Lab: server and client namespaces on one bridge ----
+
+/// Distinguishes the labs of one test process.
+static LAB_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Runs `ip ARGS`; panics with its stderr when it fails.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two namespaces: `server` holds bridge `br0` (10.77.0.1/24) with port `p0`, whose
+/// peer `vc` lives in `client` (no address). `add_peer` adds more namespaces on br0.
+pub struct Lab {
+    pub server: String,
+    pub client: String,
+    extra: Vec<String>,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    pub fn new(tag: &str) -> Lab {
+        let n = LAB_SEQ.fetch_add(1, Ordering::SeqCst);
+        let base = format!("bd{tag}{}x{n}", std::process::id());
+        let lab = Lab {
+            server: format!("{base}s"),
+            client: format!("{base}c"),
+            extra: Vec::new(),
+            children: Vec::new(),
+        };
+        ip(&["netns", "add", &lab.server]);
+        ip(&["netns", "add", &lab.client]);
+        let s = lab.server.as_str();
+        ip(&["-n", s, "link", "set", "lo", "up"]);
+        ip(&["-n", &lab.client, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n",
+            s,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+        ]);
+        ip(&["-n", s, "addr", "add", "10.77.0.1/24", "dev", "br0"]);
+        ip(&["-n", s, "link", "set", "br0", "up"]);
+        ip(&[
+            "-n",
+            s,
+            "link",
+            "add",
+            "p0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vc",
+            "netns",
+            &lab.client,
+        ]);
+        ip(&["-n", s, "link", "set", "p0", "master", "br0", "up"]);
+        ip(&[
+            "-n",
+            &lab.client,
+            "link",
+            "set",
+            "vc",
+            "address",
+            "52:54:00:12:34:56",
+            "up",
+        ]);
+        lab
+    }
+
+    /// Another namespace on the bridge, its interface `vx` with `addr` (CIDR).
+    pub fn add_peer(&mut self, suffix: &str, addr: &str) -> String {
+        let name = format!("{}{suffix}", self.server);
+        ip(&["netns", "add", &name]);
+        let port = format!("p{}", self.extra.len() + 1);
+        ip(&[
+            "-n",
+            &self.server,
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vx",
+            "netns",
+            &name,
+        ]);
+        ip(&[
+            "-n",
+            &self.server,
+            "link",
+            "set",
+            &port,
+            "master",
+            "br0",
+            "up",
+        ]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        ip(&["-n", &name, "addr", "add", addr, "dev", "vx"]);
+        ip(&["-n", &name, "link", "set", "vx", "up"]);
+        self.extra.push(name.clone());
+        name
+    }
+
+    /// Runs a command in a namespace in the background; killed by pid on drop.
+    pub fn spawn(&mut self, ns: &str, cmd: &[&str]) -> u32 {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn in netns");
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// Like `spawn`, with stdout and stderr appended to `log`.
+    pub fn spawn_logged(&mut self, ns: &str, cmd: &[&str], log: &std::path::Path) -> u32 {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(cmd)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn in netns");
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// A tap device `tap0` on the server's bridge, for a QEMU client.
+    pub fn add_tap(&self) {
+        ip(&[
+            "-n",
+            &self.server,
+            "tuntap",
+            "add",
+            "dev",
+            "tap0",
+            "mode",
+            "tap",
+        ]);
+        ip(&[
+            "-n",
+            &self.server,
+            "link",
+            "set",
+            "tap0",
+            "master",
+            "br0",
+            "up",
+        ]);
+    }
+
+    /// Runs a command in a namespace and waits.
+    pub fn run(&self, ns: &str, cmd: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(cmd)
+            .output()
+            .expect("run in netns")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in self.extra.iter().chain([&self.client, &self.server]) {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Moves the calling thread into a network namespace.
+pub fn enter(ns: &str) {
+    let f = File::open(format!("/var/run/netns/{ns}")).expect("netns file");
+    // SAFETY: setns on a valid namespace fd affects only the calling thread.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
 }

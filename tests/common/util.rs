@@ -1,7 +1,6 @@
-//! Small test utilities: root check, polling with a deadline, free ports, running a
-//! command to completion with its output captured.
+//! Small test utilities: root check, polling with a deadline, where binaries are,
+//! running a command to completion with its output captured.
 
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
@@ -49,29 +48,41 @@ where
     }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picked it).
-pub fn free_tcp_port() -> Result<u16, HarnessError> {
-    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
-        .map_err(|e| HarnessError::io("bind a TCP port", e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| HarnessError::io("read a TCP port", e))?;
-    Ok(addr.port())
-}
-
-/// A UDP port on 127.0.0.1 that was free a moment ago (the kernel picked it).
-pub fn free_udp_port() -> Result<u16, HarnessError> {
-    let socket = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
-        .map_err(|e| HarnessError::io("bind a UDP port", e))?;
-    let addr = socket
-        .local_addr()
-        .map_err(|e| HarnessError::io("read a UDP port", e))?;
-    Ok(addr.port())
+/// Polls `condition` every 100 ms until it holds (true) or `timeout` passes (false).
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if condition() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    false
 }
 
 /// The crate root (where `tests/guest` and `tests/data` live).
 pub fn harness_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A binary of another workspace package (e.g. `bootd-storm`), built into the same
+/// `target/<profile>/` directory as this test: `CARGO_BIN_EXE_*` only names binaries of
+/// the package under test. Root-level `cargo build`/`cargo test` build every default
+/// member; panics with the build command when the binary is missing.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps/", exe.display()));
+    let path = profile_dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} not found: build it with `cargo build -p {name}` (same profile)",
+        path.display()
+    );
+    path
 }
 
 /// Describes a command for error messages.

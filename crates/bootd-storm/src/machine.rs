@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bootd::mac::MacAddr;
+use bootd_proto::mac::MacAddr;
 use bytes::Bytes;
 
 use crate::dhcp::{self, DhcpFailure, Hub, Stage};

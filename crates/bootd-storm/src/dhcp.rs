@@ -6,8 +6,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bootd::dhcp::wire::OptionIter;
-use bootd::mac::MacAddr;
+use bootd_proto::dhcp::wire::OptionIter;
+use bootd_proto::mac::MacAddr;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -471,7 +471,7 @@ mod tests {
             server_id: None,
         };
         let frame = req.encode();
-        let msg = bootd::dhcp::wire::Message::new_checked(&frame).expect("valid frame");
+        let msg = bootd_proto::dhcp::wire::Message::new_checked(&frame).expect("valid frame");
         assert_eq!(msg.xid(), 0x1234_5678);
         assert_eq!(msg.option(77), Some(&b"iPXE"[..]));
         assert_eq!(msg.option(60), Some(IPXE_CLASS));

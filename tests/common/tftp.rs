@@ -1,6 +1,5 @@
-//! Test harness: the real server on 127.0.0.1:0, a small TFTP client in Rust, raw
-//! packet helpers, and external client runs with a time limit.
-#![allow(dead_code)]
+//! TFTP test helpers: bootd's TFTP service on 127.0.0.1:0 in the test's runtime, a small
+//! TFTP client in Rust, raw packet helpers, and external client runs with a time limit.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
-//! A Backend that really persists: leases go to an append-only log file, one
+//! A [`Backend`] without bootd's store, for the standalone DHCP server (`examples/dhcpd`,
+//! `benches/dhcp.sh`) and the DHCP tests: leases go to an append-only log file, one
 //! `write` + `fdatasync` per group commit; nodes come from an in-memory map.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
-use bootd::dhcp::{Arch, Backend, BackendError, Lease, LeaseState, NodeBoot};
-use bootd::mac::MacAddr;
+use super::{Arch, Backend, BackendError, Lease, LeaseState, NodeBoot};
+use crate::mac::MacAddr;
 
 /// One `offered` report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,8 +32,6 @@ pub struct FileBackend {
     pub offered: Mutex<Vec<Offered>>,
     /// Keep `offered` reports (tests); the benchmark turns it off to measure the service.
     pub record_offers: bool,
-    /// Leases per group commit.
-    pub commits: Mutex<Vec<usize>>,
 }
 
 fn state_name(s: LeaseState) -> &'static str {
@@ -57,7 +55,6 @@ impl FileBackend {
             default_node: NodeBoot::default(),
             offered: Mutex::new(Vec::new()),
             record_offers: true,
-            commits: Mutex::new(Vec::new()),
         })
     }
 
@@ -157,12 +154,67 @@ impl Backend for FileBackend {
         f.write_all(text.as_bytes())
             .map_err(|e| BackendError(e.to_string()))?;
         f.sync_data().map_err(|e| BackendError(e.to_string()))?;
-        if self.record_offers {
-            self.commits
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(leases.len());
-        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(mac: u8, ip: u8, state: LeaseState, hostname: Option<&str>) -> Lease {
+        Lease {
+            mac: MacAddr([2, 0, 0, 0, 0, mac]),
+            ip: Ipv4Addr::new(10, 0, 0, ip),
+            expires: UNIX_EPOCH + Duration::from_secs(1_000 + u64::from(ip)),
+            hostname: hostname.map(str::to_string),
+            state,
+        }
+    }
+
+    #[test]
+    fn a_reopened_log_gives_the_latest_lease_per_mac() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leases.log");
+        let b = FileBackend::open(&path).unwrap();
+        b.persist_leases(&[
+            lease(1, 10, LeaseState::Offered, None),
+            lease(2, 20, LeaseState::Bound, Some("two")),
+        ])
+        .unwrap();
+        b.persist_leases(&[lease(1, 10, LeaseState::Bound, Some("has space"))])
+            .unwrap();
+        drop(b);
+
+        let mut stored = FileBackend::open(&path).unwrap().stored();
+        stored.sort_by_key(|l| l.mac);
+        assert_eq!(
+            stored,
+            vec![
+                // A host name with a space is not stored.
+                lease(1, 10, LeaseState::Bound, None),
+                lease(2, 20, LeaseState::Bound, Some("two")),
+            ]
+        );
+    }
+
+    #[test]
+    fn offers_are_recorded_unless_turned_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = FileBackend::open(dir.path().join("leases.log")).unwrap();
+        let mac = MacAddr([2, 0, 0, 0, 0, 9]);
+        b.offered(mac, None, None, "eth0");
+        assert_eq!(
+            *b.offered.lock().unwrap(),
+            vec![Offered {
+                mac,
+                ip: None,
+                arch: None,
+                iface: "eth0".to_string()
+            }]
+        );
+        b.record_offers = false;
+        b.offered(mac, None, None, "eth1");
+        assert_eq!(b.offered.lock().unwrap().len(), 1);
     }
 }
