@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub use bootd_proto::mac;
 pub mod metrics;
 pub mod nodes;
+pub mod outbound;
 pub mod peers;
 pub mod preflight;
 pub mod relay;
