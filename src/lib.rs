@@ -15,6 +15,7 @@ pub mod journal;
 pub mod lifecycle;
 pub use bootd_proto::mac;
 pub mod metrics;
+pub mod neighbours;
 pub mod nodes;
 pub mod outbound;
 pub mod peers;

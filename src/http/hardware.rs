@@ -45,7 +45,7 @@ fn allowed(app: &App, req: &Request<Incoming>, caller: &Caller, mac: MacAddr) ->
     };
     unconfigured
         && app.config().boot.unknown == UnknownPolicy::Discover
-        && crate::services::mac_of_peer(peer.ip()) == Some(mac)
+        && crate::neighbours::mac_of_peer(peer.ip()) == Some(mac)
 }
 
 /// `POST /api/v1/nodes/{mac}/hardware`: answers with the inventory that was stored.
