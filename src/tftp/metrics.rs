@@ -102,19 +102,11 @@ impl Metrics {
 
     /// Errors of one kind so far.
     pub fn errors(&self, kind: ErrorKind) -> u64 {
-        self.errors
-            .get_or_create(&ErrorLabels {
-                kind: kind.as_str(),
-            })
-            .get()
+        self.errors.get_or_create(&ErrorLabels { kind: kind.as_str() }).get()
     }
 
     pub(crate) fn error(&self, kind: ErrorKind) {
-        self.errors
-            .get_or_create(&ErrorLabels {
-                kind: kind.as_str(),
-            })
-            .inc();
+        self.errors.get_or_create(&ErrorLabels { kind: kind.as_str() }).inc();
     }
 
     pub(crate) fn add_bytes(&self, n: u64) {
