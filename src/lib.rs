@@ -17,6 +17,7 @@ pub use bootd_proto::mac;
 pub mod metrics;
 pub mod neighbours;
 pub mod nodes;
+pub mod outbound;
 pub mod peers;
 pub mod preflight;
 pub mod relay;

@@ -9,10 +9,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::mac::MacAddr;
 use crate::nodes::{Node, Phase, PhaseRequest};
-use crate::relay::{HttpClient, Secret};
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::Request;
+use crate::outbound::{Call, HttpClient, OutboundError, Secret};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +32,8 @@ const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANU
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
+/// `User-Agent` of health polls (a node's own health endpoint may log it).
+const HEALTH_AGENT: &str = concat!("bootd-health/", env!("CARGO_PKG_VERSION"));
 /// Results waiting for the monitor loop.
 const RESULT_QUEUE: usize = 1024;
 
@@ -53,7 +52,7 @@ struct Probes {
 }
 
 impl Probes {
-    fn from_config(cfg: &Config) -> Result<Probes, String> {
+    fn from_config(cfg: &Config) -> Result<Probes, OutboundError> {
         let timeout = POLL_TIMEOUT.min(cfg.health.interval);
         let health = HttpClient::new(None, timeout)?;
         let mut providers = Vec::new();
@@ -98,7 +97,8 @@ struct PollResult {
 /// The health service: runs until shutdown.
 pub async fn serve(app: Arc<App>) -> Result<(), String> {
     let mut configs = app.config_watch();
-    let mut probes = Arc::new(Probes::from_config(&configs.borrow_and_update())?);
+    let mut probes =
+        Arc::new(Probes::from_config(&configs.borrow_and_update()).map_err(|e| e.to_string())?);
     let (tx, mut rx) = mpsc::channel::<PollResult>(RESULT_QUEUE);
     let slots = Arc::new(Semaphore::new(MAX_POLLS));
     let mut tracked: HashMap<MacAddr, Tracked> = HashMap::new();
@@ -230,18 +230,16 @@ impl Poll {
     }
 }
 
-/// `GET url`: healthy is any 2xx.
+/// `GET url`: healthy is any 2xx. The reason names the URL; it becomes the node's message.
 async fn get_health(client: &HttpClient, url: &str) -> Result<(), String> {
-    let req = Request::get(url)
-        .header(
-            hyper::header::USER_AGENT,
-            concat!("bootd-health/", env!("CARGO_PKG_VERSION")),
-        )
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| format!("GET {url}: bad URL: {e}"))?;
-    match client.send(req, MAX_HEALTH_BODY).await {
-        Ok(a) if (200..300).contains(&a.status) => Ok(()),
-        Ok(a) => Err(format!("GET {url}: HTTP {}", a.status)),
+    let call = Call::get(url).user_agent(HEALTH_AGENT);
+    match client
+        .call(call, MAX_HEALTH_BODY)
+        .await
+        .and_then(|a| a.success())
+    {
+        Ok(_) => Ok(()),
+        Err(OutboundError::Request { reason, .. }) => Err(format!("GET {url}: bad URL: {reason}")),
         Err(e) => Err(format!("GET {url}: {e}")),
     }
 }
@@ -252,29 +250,22 @@ async fn provider_state(sources: &[StatusSource], provider_id: &str) -> Option<S
     let id = percent_encoding::utf8_percent_encode(provider_id, PATH_SEGMENT).to_string();
     for s in sources {
         let url = s.template.replace("{provider_id}", &id);
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let mut req = Request::get(&url)
-            .header(hyper::header::ACCEPT, "application/json")
-            .header(crate::relay::TIMESTAMP_HEADER, ts.to_string());
-        if let Some(secret) = &s.secret {
-            req = req.header(crate::relay::SIGNATURE_HEADER, secret.sign(ts, b""));
-        }
-        let Ok(req) = req.body(Full::new(Bytes::new())) else {
-            continue;
-        };
-        match s.client.send(req, MAX_STATUS_BODY).await {
-            Ok(a) if (200..300).contains(&a.status) => {
+        let call = Call::get(url.as_str())
+            .header("accept", "application/json")
+            .signed(s.secret.as_ref());
+        match s
+            .client
+            .call(call, MAX_STATUS_BODY)
+            .await
+            .and_then(|a| a.success())
+        {
+            Ok(a) => {
                 if let Some(state) = stopped_state(&a.body) {
                     return Some(state);
                 }
             }
-            Ok(a) => tracing::debug!(upstream = %s.upstream, %url, status = a.status,
-                "provider state not available"),
             Err(e) => tracing::debug!(upstream = %s.upstream, %url, error = %e,
-                "provider state not available"),
+                answer = e.excerpt(), "provider state not available"),
         }
     }
     None

@@ -251,7 +251,7 @@ async fn complete(app: Arc<App>, name: String, group: Group, url: String) {
     let client = match hook::client() {
         Ok(c) => c,
         Err(e) => {
-            board.set(&name, HookState::Failed(e));
+            board.set(&name, HookState::Failed(e.to_string()));
             return;
         }
     };
@@ -276,12 +276,13 @@ async fn complete(app: Arc<App>, name: String, group: Group, url: String) {
                 return;
             }
             Err(e) => {
-                tracing::warn!(group = %name, %url, attempt, "on_complete failed: {e}");
-                last = e;
+                tracing::warn!(group = %name, %url, attempt, answer = e.excerpt(),
+                    "on_complete failed: {e}");
+                last = e.to_string();
             }
         }
         if attempt < HOOK_ATTEMPTS {
-            let delay = crate::relay::backoff(attempt, crate::relay::random_unit());
+            let delay = crate::outbound::backoff(attempt, crate::outbound::random_unit());
             tokio::select! {
                 _ = app.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}

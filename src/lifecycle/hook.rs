@@ -2,11 +2,9 @@
 //! POST, signed like relay events with the first `[[upstream]]` secret that loads.
 
 use crate::config::Config;
-use crate::relay::{HttpClient, Secret, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::outbound::{Call, HttpClient, OutboundError, Secret};
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Method, Request};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Deadline of one hook request (connect, send, answer).
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,44 +21,26 @@ pub fn secret(cfg: &Config) -> Option<Secret> {
 }
 
 /// A client for hooks, bounded by `HOOK_TIMEOUT`.
-pub fn client() -> Result<HttpClient, String> {
+pub fn client() -> Result<HttpClient, OutboundError> {
     HttpClient::new(None, HOOK_TIMEOUT)
 }
 
 /// POSTs `body` as JSON to `url` with `X-Bootd-Timestamp` and, with a secret,
-/// `X-Bootd-Signature`; `kind` goes into `X-Bootd-Hook`. Ok(status) for a 2xx answer,
-/// else a one-line reason.
+/// `X-Bootd-Signature`; `kind` goes into `X-Bootd-Hook`. Ok(status) for a 2xx answer;
+/// any other status is `OutboundError::Status` with the start of the answer.
 pub async fn post(
     client: &HttpClient,
     url: &str,
     secret: Option<&Secret>,
     kind: &str,
     body: &serde_json::Value,
-) -> Result<u16, String> {
-    let body = Bytes::from(serde_json::to_vec(body).map_err(|e| e.to_string())?);
-    let ts = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut req = Request::builder()
-        .method(Method::POST)
-        .uri(url)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(
-            hyper::header::USER_AGENT,
-            concat!("bootd/", env!("CARGO_PKG_VERSION")),
-        )
-        .header(TIMESTAMP_HEADER, ts.to_string())
-        .header("x-bootd-hook", kind);
-    if let Some(secret) = secret {
-        req = req.header(SIGNATURE_HEADER, secret.sign(ts, &body));
-    }
-    let req = req
-        .body(Full::new(body))
-        .map_err(|e| format!("cannot build the request to {url}: {e}"))?;
-    match client.send(req, MAX_HOOK_ANSWER).await {
-        Ok(a) if (200..300).contains(&a.status) => Ok(a.status),
-        Ok(a) => Err(format!("HTTP {}", a.status)),
-        Err(e) => Err(e),
-    }
+) -> Result<u16, OutboundError> {
+    let body = serde_json::to_vec(body).map_err(|e| OutboundError::Request {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    let call = Call::post_json(url, Bytes::from(body))
+        .header("x-bootd-hook", kind)
+        .signed(secret);
+    Ok(client.call(call, MAX_HOOK_ANSWER).await?.success()?.status)
 }

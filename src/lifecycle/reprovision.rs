@@ -173,7 +173,7 @@ async fn power_cycle(
         Ok(c) => std::sync::Arc::new(c),
         Err(e) => {
             for (mac, _, _) in calls {
-                out.insert(mac, json!({"status": "failed", "error": e}));
+                out.insert(mac, json!({"status": "failed", "error": e.to_string()}));
             }
             return out;
         }
@@ -201,7 +201,7 @@ async fn power_cycle(
         let v = match r {
             Ok(code) => json!({"status": "ok", "http": code}),
             Err(e) => {
-                tracing::warn!(%mac, %url, "power cycle failed: {e}");
+                tracing::warn!(%mac, %url, answer = e.excerpt(), "power cycle failed: {e}");
                 json!({"status": "failed", "error": format!("{url}: {e}")})
             }
         };

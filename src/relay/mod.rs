@@ -2,22 +2,21 @@
 //! at least once and in order per node, nodes in parallel, with backoff and dead letters.
 
 pub mod admin;
-mod backoff;
-pub mod client;
-pub mod sign;
+mod verdict;
 
-pub use backoff::{
-    backoff, judge, random_unit, Outcome, Verdict, BACKOFF_CAP, MAX_REJECTED_ATTEMPTS,
+// The client, signer and backoff live in `outbound`; these names stay for existing users.
+pub use crate::outbound::{
+    backoff, random_unit, Answer, HttpClient, Secret, BACKOFF_CAP, SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
 };
-pub use client::{Answer, HttpClient};
-pub use sign::{Secret, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+pub use verdict::{judge, Outcome, Verdict, MAX_REJECTED_ATTEMPTS};
 
 use crate::app::App;
 use crate::config::{Config, Upstream};
+use crate::outbound::Call;
 use crate::store::{OutboxRow, Store};
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Method, Request, Uri};
+use hyper::Uri;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -62,7 +61,7 @@ impl Target {
             Some(path) => match Secret::load(path) {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    held = held.or(Some(e));
+                    held = held.or(Some(e.to_string()));
                     None
                 }
             },
@@ -71,7 +70,7 @@ impl Target {
         let client = match HttpClient::new(u.ca_file.as_deref(), DELIVERY_TIMEOUT) {
             Ok(c) => Some(c),
             Err(e) => {
-                held = held.or(Some(e));
+                held = held.or(Some(e.to_string()));
                 None
             }
         };
@@ -89,7 +88,7 @@ impl Target {
 pub fn secret_status(u: &Upstream) -> Result<&'static str, String> {
     match &u.secret_file {
         None => Ok("none"),
-        Some(p) => Secret::load(p).map(|_| "ok"),
+        Some(p) => Secret::load(p).map(|_| "ok").map_err(|e| e.to_string()),
     }
 }
 
@@ -302,7 +301,7 @@ async fn drain(store: &Arc<Store>, target: &Target, node: &str) {
         }
         let attempts = head.attempts.saturating_add(1);
         let outcome = deliver(target, &head, attempts).await;
-        let verdict = judge(&outcome, attempts, backoff::random_unit());
+        let verdict = judge(&outcome, attempts, random_unit());
         let written = match &verdict {
             Verdict::Delivered => {
                 tracing::debug!(upstream = %target.name, node, seq = head.seq, attempts,
@@ -310,13 +309,13 @@ async fn drain(store: &Arc<Store>, target: &Target, node: &str) {
                 store.outbox_delivered(head.id, attempts, now_ms()).await
             }
             Verdict::Retry(delay, error) => {
-                let log = attempts.is_power_of_two();
-                if log {
+                let answer = answer_excerpt(&outcome);
+                if attempts.is_power_of_two() {
                     tracing::warn!(upstream = %target.name, node, seq = head.seq, attempts,
-                        retry_in = ?delay, "event delivery failed: {error}");
+                        retry_in = ?delay, answer, "event delivery failed: {error}");
                 } else {
                     tracing::debug!(upstream = %target.name, node, seq = head.seq, attempts,
-                        retry_in = ?delay, "event delivery failed: {error}");
+                        retry_in = ?delay, answer, "event delivery failed: {error}");
                 }
                 let next = now_ms().saturating_add(delay.as_millis().min(i64::MAX as u128) as i64);
                 store
@@ -325,7 +324,7 @@ async fn drain(store: &Arc<Store>, target: &Target, node: &str) {
             }
             Verdict::Dead(error) => {
                 tracing::error!(upstream = %target.name, node, seq = head.seq, id = head.id,
-                    attempts, "DEAD LETTER: the upstream keeps refusing this event ({error}); \
+                    attempts, answer = answer_excerpt(&outcome), "DEAD LETTER: the upstream keeps refusing this event ({error}); \
                     it is set aside (bootctl relay retry --id {}) and the node's later events go on",
                     head.id);
                 store.outbox_dead(head.id, attempts, error.clone()).await
@@ -341,39 +340,27 @@ async fn drain(store: &Arc<Store>, target: &Target, node: &str) {
     }
 }
 
+/// The start of the upstream's answer to show in the log ("" without one).
+fn answer_excerpt(outcome: &Outcome) -> &str {
+    match outcome {
+        Outcome::Status { excerpt, .. } => excerpt,
+        Outcome::Transport(_) => "",
+    }
+}
+
 /// One signed POST of a stored event.
 async fn deliver(target: &Target, row: &OutboxRow, attempts: u32) -> Outcome {
     let Some(client) = &target.client else {
-        return Outcome::Transport("no HTTP client".into());
+        return Outcome::Transport(crate::outbound::OutboundError::Transport(
+            "no HTTP client".into(),
+        ));
     };
-    let body = Bytes::from(row.payload.clone().into_bytes());
-    let ts = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut req = Request::builder()
-        .method(Method::POST)
-        .uri(target.url.clone())
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(
-            hyper::header::USER_AGENT,
-            concat!("bootd/", env!("CARGO_PKG_VERSION")),
-        )
-        .header(TIMESTAMP_HEADER, ts.to_string())
-        .header("x-bootd-event", row.id.to_string())
-        .header("x-bootd-attempt", attempts.to_string());
-    if let Some(secret) = &target.secret {
-        req = req.header(SIGNATURE_HEADER, secret.sign(ts, &body));
-    }
-    let req = match req.body(Full::new(body)) {
-        Ok(r) => r,
-        Err(e) => return Outcome::Transport(format!("cannot build the request: {e}")),
-    };
-    match client.send(req, MAX_ANSWER).await {
-        Ok(a) => Outcome::Status {
-            code: a.status,
-            retry_after: a.retry_after,
-        },
-        Err(e) => Outcome::Transport(e),
-    }
+    let call = Call::post_json(
+        target.url.to_string(),
+        Bytes::from(row.payload.clone().into_bytes()),
+    )
+    .header("x-bootd-event", row.id)
+    .header("x-bootd-attempt", attempts)
+    .signed(target.secret.as_ref());
+    Outcome::of(client.call(call, MAX_ANSWER).await)
 }

@@ -1,6 +1,7 @@
 //! Event signing: `X-Bootd-Signature: sha256=<hex HMAC-SHA256(secret, ts "." body)>` with
 //! `X-Bootd-Timestamp: <unix seconds>`, and reading the shared secret from its file.
 
+use super::error::OutboundError;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::path::Path;
@@ -30,21 +31,25 @@ impl Secret {
 
     /// Reads a secret file: surrounding whitespace (the usual trailing newline) is not part
     /// of the key; an empty or oversized file is refused.
-    pub fn load(path: &Path) -> Result<Secret, String> {
-        let meta = std::fs::metadata(path)
-            .map_err(|e| format!("cannot read secret_file {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Secret, OutboundError> {
+        let unreadable = |e: std::io::Error| {
+            OutboundError::Secret(format!("cannot read secret_file {}: {e}", path.display()))
+        };
+        let meta = std::fs::metadata(path).map_err(unreadable)?;
         if meta.len() > MAX_SECRET {
-            return Err(format!(
+            return Err(OutboundError::Secret(format!(
                 "secret_file {} is {} bytes, over the limit of {MAX_SECRET}",
                 path.display(),
                 meta.len()
-            ));
+            )));
         }
-        let bytes = std::fs::read(path)
-            .map_err(|e| format!("cannot read secret_file {}: {e}", path.display()))?;
+        let bytes = std::fs::read(path).map_err(unreadable)?;
         let key = bytes.trim_ascii();
         if key.is_empty() {
-            return Err(format!("secret_file {} is empty", path.display()));
+            return Err(OutboundError::Secret(format!(
+                "secret_file {} is empty",
+                path.display()
+            )));
         }
         Ok(Secret(key.to_vec()))
     }
@@ -123,10 +128,11 @@ mod tests {
         let s = Secret::load(&p).expect("load");
         assert_eq!(s.sign(1, b"x"), Secret::new(b"abc").sign(1, b"x"));
         std::fs::write(&p, " \n").expect("write");
-        assert!(Secret::load(&p).unwrap_err().contains("empty"));
+        assert!(Secret::load(&p).unwrap_err().to_string().contains("empty"));
         let missing = dir.path().join("nope");
         assert!(Secret::load(&missing)
             .unwrap_err()
-            .contains("cannot read secret_file"));
+            .to_string()
+            .starts_with("cannot read secret_file"));
     }
 }

@@ -1,6 +1,9 @@
-//! The outbound HTTP(S) client of the relay and the health monitor: hyper's pooled
-//! client over rustls (webpki roots plus an optional CA file), every request time-bounded.
+//! The outbound HTTP(S) client of the relay, the hooks and the health monitor: hyper's
+//! pooled client over rustls (webpki roots plus an optional CA file), every request
+//! time-bounded and every body read bounded.
 
+use super::call::Call;
+use super::error::{excerpt, OutboundError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::Request;
@@ -33,6 +36,26 @@ pub struct Answer {
     pub body: Bytes,
 }
 
+impl Answer {
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The answer if its status is 2xx, else `OutboundError::Status` with the status,
+    /// `Retry-After` and the start of the body.
+    pub fn success(self) -> Result<Answer, OutboundError> {
+        if self.is_success() {
+            return Ok(self);
+        }
+        Err(OutboundError::Status {
+            status: self.status,
+            retry_after: self.retry_after,
+            excerpt: excerpt(&self.body),
+        })
+    }
+}
+
 /// A pooled HTTP and HTTPS client with a per-request deadline.
 #[derive(Clone)]
 pub struct HttpClient {
@@ -41,26 +64,27 @@ pub struct HttpClient {
 }
 
 /// The trust roots: the webpki (Mozilla) set plus every certificate of `ca_file`.
-fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, OutboundError> {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
     if let Some(path) = ca_file {
-        let iter = CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+        let bad = |reason: String| OutboundError::CaFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        let iter =
+            CertificateDer::pem_file_iter(path).map_err(|e| bad(format!("cannot read: {e}")))?;
         let mut added = 0usize;
         for cert in iter.take(MAX_CA_CERTS) {
-            let cert = cert.map_err(|e| format!("ca_file {}: bad PEM: {e}", path.display()))?;
+            let cert = cert.map_err(|e| bad(format!("bad PEM: {e}")))?;
             roots
                 .add(cert)
-                .map_err(|e| format!("ca_file {}: unusable certificate: {e}", path.display()))?;
+                .map_err(|e| bad(format!("unusable certificate: {e}")))?;
             added += 1;
         }
         if added == 0 {
-            return Err(format!(
-                "ca_file {} holds no PEM certificate",
-                path.display()
-            ));
+            return Err(bad("holds no PEM certificate".into()));
         }
     }
     Ok(roots)
@@ -69,11 +93,11 @@ fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
 impl HttpClient {
     /// A client trusting the webpki roots and `ca_file`, with `timeout` per request
     /// (connect, send and reading the answer together).
-    pub fn new(ca_file: Option<&Path>, timeout: Duration) -> Result<HttpClient, String> {
+    pub fn new(ca_file: Option<&Path>, timeout: Duration) -> Result<HttpClient, OutboundError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup: {e}"))?
+            .map_err(|e| OutboundError::Tls(e.to_string()))?
             .with_root_certificates(roots(ca_file)?)
             .with_no_client_auth();
         let mut http = HttpConnector::new();
@@ -97,11 +121,24 @@ impl HttpClient {
         self.timeout
     }
 
-    /// Sends a request and reads at most `max_body` bytes of the answer; every failure
-    /// (refused, reset, TLS, timeout, oversized body) is a one-line reason.
-    pub async fn send(&self, req: Request<Full<Bytes>>, max_body: usize) -> Result<Answer, String> {
+    /// Builds `call` (stamping and signing it now) and sends it; see `send`.
+    pub async fn call(&self, call: Call<'_>, max_body: usize) -> Result<Answer, OutboundError> {
+        self.send(call.into_request()?, max_body).await
+    }
+
+    /// Sends a request and reads at most `max_body` bytes of the answer, whatever its
+    /// status; no answer (refused, reset, TLS, timeout, oversized body) is an error.
+    pub async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+        max_body: usize,
+    ) -> Result<Answer, OutboundError> {
         let work = async {
-            let resp = self.inner.request(req).await.map_err(|e| describe(&e))?;
+            let resp = self
+                .inner
+                .request(req)
+                .await
+                .map_err(|e| OutboundError::Transport(describe(&e)))?;
             let status = resp.status().as_u16();
             let retry_after = resp
                 .headers()
@@ -111,7 +148,10 @@ impl HttpClient {
             let body = Limited::new(resp.into_body(), max_body)
                 .collect()
                 .await
-                .map_err(|e| format!("HTTP {status}, reading the body: {e}"))?
+                .map_err(|e| OutboundError::Body {
+                    status,
+                    reason: e.to_string(),
+                })?
                 .to_bytes();
             Ok(Answer {
                 status,
@@ -121,16 +161,8 @@ impl HttpClient {
         };
         match tokio::time::timeout(self.timeout, work).await {
             Ok(r) => r,
-            Err(_) => Err(format!("timed out after {}", fmt_secs(self.timeout))),
+            Err(_) => Err(OutboundError::Timeout(self.timeout)),
         }
-    }
-}
-
-fn fmt_secs(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
     }
 }
 
@@ -158,10 +190,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("ca.pem");
         std::fs::write(&p, "not a certificate\n").expect("write");
-        let err = roots(Some(&p)).expect_err("refused");
+        let err = roots(Some(&p)).expect_err("refused").to_string();
         assert!(err.contains("no PEM certificate"), "{err}");
-        let err = roots(Some(&dir.path().join("missing.pem"))).expect_err("refused");
-        assert!(err.contains("cannot read ca_file"), "{err}");
+        let err = roots(Some(&dir.path().join("missing.pem")))
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.starts_with("ca_file ") && err.contains("cannot read"),
+            "{err}"
+        );
         assert!(roots(None).map(|r| r.len()).unwrap_or(0) > 100);
     }
 
@@ -177,7 +214,10 @@ mod tests {
             .body(Full::new(Bytes::new()))
             .expect("req");
         let err = client.send(req, 1024).await.expect_err("refused");
-        assert!(err.contains("refused"), "{err}");
+        assert!(
+            matches!(&err, OutboundError::Transport(t) if t.contains("refused")),
+            "{err}"
+        );
 
         // A listener that accepts and never answers.
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -194,7 +234,7 @@ mod tests {
             .body(Full::new(Bytes::new()))
             .expect("req");
         let err = client.send(req, 1024).await.expect_err("timeout");
-        assert_eq!(err, "timed out after 0.3 s");
+        assert_eq!(err.to_string(), "timed out after 0.3 s");
         hold.abort();
     }
 }
