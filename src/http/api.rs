@@ -8,11 +8,16 @@ use super::router::Caller;
 use crate::app::App;
 use crate::mac::MacAddr;
 use crate::nodes::{Applied, Node, NodePatch, Origin, Phase, PhaseRequest, RegistryError};
+use bootd_api::{
+    CompactDisk, CompactHardware, CompactMemory, CompactNic, Dropped, HistoryEntry, NodeDetail,
+    NodeList, NodeListEntry, PhaseAnswer, PhasePost, ReloadAnswer, Removed, Retried, Source,
+    Status, Timestamp,
+};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{header, Request, Response, StatusCode};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 
 /// Largest phase-callback or admin body.
@@ -21,32 +26,6 @@ const SMALL_BODY: usize = 64 * 1024;
 const MAX_MESSAGE: usize = 1024;
 /// History rows returned with a node.
 const HISTORY_LIMIT: usize = 1000;
-
-/// The JSON of a node as the API shows it (without history).
-pub fn node_json(n: &Node) -> Value {
-    json!({
-        "mac": n.mac,
-        "hostname": n.hostname,
-        "group": n.group,
-        "profile": n.profile,
-        "ip": n.ip,
-        "uuid": n.uuid,
-        "provider_id": n.provider_id,
-        "health_url": n.health_url,
-        "console_url": n.console_url,
-        "boot": match n.boot { crate::config::BootMode::Local => "local", crate::config::BootMode::Profile => "profile" },
-        "next_boot": n.next_boot,
-        "vars": n.vars,
-        "origin": n.origin,
-        "phase": n.phase,
-        "progress": n.progress,
-        "message": n.message,
-        "seq": n.seq,
-        "created_at": n.created_at,
-        "updated_at": n.updated_at,
-        "phase_since": n.phase_since,
-    })
-}
 
 fn parse_mac(text: &str) -> Result<MacAddr, Response<Body>> {
     text.parse::<MacAddr>()
@@ -116,37 +95,33 @@ pub async fn healthz(app: &Arc<App>) -> Response<Body> {
 /// `GET /api/v1/status`: a summary for `bootctl status`.
 pub fn status(app: &Arc<App>) -> Response<Body> {
     let cfg = app.config();
-    let outbox: serde_json::Map<String, Value> = app
-        .store
-        .outbox_counts()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, json!(v)))
-        .collect();
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_seconds": app.started.elapsed().as_secs(),
-            "config": cfg.source.as_ref().map(|p| p.display().to_string()),
-            "state_dir": cfg.server.state_dir,
-            "database": app.store.path(),
-            "http_listen": cfg.server.http_listen,
-            "public_url": cfg.server.public_url,
-            "tftp": if cfg.tftp.enabled { Some(cfg.tftp.listen) } else { None },
-            "dhcp_mode": format!("{:?}", cfg.dhcp.mode).to_lowercase(),
-            "control_socket": cfg.server.control_socket,
-            "nodes": app.registry.list().len(),
-            "phases": app.registry.count_by_phase(),
-            "outbox": outbox,
-        }),
-    )
+    let status = Status {
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_seconds: app.started.elapsed().as_secs(),
+        config: cfg.source.as_ref().map(|p| p.display().to_string()),
+        state_dir: cfg.server.state_dir.display().to_string(),
+        database: app.store.path().display().to_string(),
+        http_listen: cfg.server.http_listen.to_string(),
+        public_url: cfg.server.public_url.clone(),
+        tftp: cfg.tftp.enabled.then(|| cfg.tftp.listen.to_string()),
+        dhcp_mode: format!("{:?}", cfg.dhcp.mode).to_lowercase(),
+        control_socket: cfg.server.control_socket.display().to_string(),
+        nodes: app.registry.list().len() as u64,
+        phases: app.registry.count_by_phase(),
+        outbox: app
+            .store
+            .outbox_counts()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+    };
+    json_response(StatusCode::OK, &status)
 }
 
 /// `GET /api/v1/nodes`.
 pub fn list_nodes(app: &Arc<App>) -> Response<Body> {
     // One query for every node's newest inventory, reduced to what a list row shows.
-    let hardware: std::collections::HashMap<String, Value> = app
+    let hardware: std::collections::HashMap<String, CompactHardware> = app
         .store
         .hardware_seen()
         .unwrap_or_default()
@@ -156,19 +131,16 @@ pub fn list_nodes(app: &Arc<App>) -> Response<Body> {
             Some((h.node, compact_hardware(&inv)))
         })
         .collect();
-    let nodes: Vec<Value> = app
+    let nodes = app
         .registry
         .list()
         .iter()
-        .map(|n| {
-            let mut v = node_json(n);
-            if let (Value::Object(m), Some(hw)) = (&mut v, hardware.get(&n.mac.to_string())) {
-                m.insert("hardware".into(), hw.clone());
-            }
-            v
+        .map(|n| NodeListEntry {
+            node: n.view(),
+            hardware: hardware.get(&n.mac.to_string()).cloned(),
         })
         .collect();
-    json_response(StatusCode::OK, &json!({ "nodes": nodes }))
+    json_response(StatusCode::OK, &NodeList { nodes })
 }
 
 /// `GET /api/v1/nodes/{mac}`: the node with its history.
@@ -188,28 +160,22 @@ pub async fn show_node(app: &Arc<App>, mac: &str) -> Response<Body> {
         Ok(Err(e)) => return error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let mut v = node_json(&node);
-    if let Value::Object(m) = &mut v {
-        m.insert("history".into(), json!(history));
-        let hw = app.latest_hardware(mac);
-        m.insert(
-            "hardware".into(),
-            serde_json::to_value(hw).unwrap_or(Value::Null),
-        );
-    }
-    json_response(StatusCode::OK, &v)
-}
-
-/// The body of a phase callback.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PhaseBody {
-    phase: String,
-    progress: Option<u32>,
-    message: Option<String>,
-    /// Facts a machine may report with `registered` or `running`.
-    ip: Option<String>,
-    hostname: Option<String>,
+    let detail = NodeDetail {
+        node: node.view(),
+        history: history
+            .iter()
+            .map(|h| HistoryEntry {
+                at: Timestamp::from_stored(&h.at),
+                from: Phase::from_stored(&h.from),
+                to: Phase::from_stored(&h.to),
+                progress: h.progress,
+                message: h.message.clone(),
+                source: Source::parse(&h.source),
+            })
+            .collect(),
+        hardware: app.latest_hardware(mac),
+    };
+    json_response(StatusCode::OK, &detail)
 }
 
 /// The token of an `Authorization: Bearer` header.
@@ -247,7 +213,7 @@ pub async fn post_phase(
     let Some(node) = node else {
         return error_response(StatusCode::NOT_FOUND, format!("no node with MAC {mac}"));
     };
-    let body: PhaseBody = match read_json(req, SMALL_BODY).await {
+    let body: PhasePost = match read_json(req, SMALL_BODY).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -303,13 +269,11 @@ pub async fn post_phase(
             return registry_error(e);
         }
     }
-    let node = app
-        .registry
-        .get(mac)
-        .map(|n| node_json(&n))
-        .unwrap_or(Value::Null);
-    let changed = matches!(applied, Applied::Changed(_));
-    json_response(StatusCode::OK, &json!({ "changed": changed, "node": node }))
+    let answer = PhaseAnswer {
+        changed: matches!(applied, Applied::Changed(_)),
+        node: app.registry.get(mac).map(|n| n.view()),
+    };
+    json_response(StatusCode::OK, &answer)
 }
 
 /// The body of `POST /api/v1/nodes`.
@@ -338,7 +302,7 @@ pub async fn add_node(app: &Arc<App>, req: Request<Incoming>, caller: &Caller) -
     match app.registry.add(node).await {
         Ok(n) => {
             tracing::info!(%mac, operator = %caller.operator(), "node added");
-            json_response(StatusCode::CREATED, &node_json(&n))
+            json_response(StatusCode::CREATED, &n.view())
         }
         Err(e) => registry_error(e),
     }
@@ -389,7 +353,7 @@ pub async fn set_node(
     match app.registry.set(mac, &patch).await {
         Ok(n) => {
             tracing::info!(%mac, operator = %caller.operator(), "node changed");
-            json_response(StatusCode::OK, &node_json(&n))
+            json_response(StatusCode::OK, &n.view())
         }
         Err(e) => registry_error(e),
     }
@@ -404,7 +368,7 @@ pub async fn remove_node(app: &Arc<App>, caller: &Caller, mac: &str) -> Response
     match app.registry.remove(mac).await {
         Ok(()) => {
             tracing::info!(%mac, operator = %caller.operator(), "node removed");
-            json_response(StatusCode::OK, &json!({ "removed": mac }))
+            json_response(StatusCode::OK, &Removed { removed: mac })
         }
         Err(e) => registry_error(e),
     }
@@ -416,7 +380,10 @@ pub async fn reload(app: &Arc<App>, caller: &Caller) -> Response<Body> {
     match app.reload().await {
         Ok(summary) => json_response(
             StatusCode::OK,
-            &json!({ "reloaded": true, "summary": summary }),
+            &ReloadAnswer {
+                reloaded: true,
+                summary,
+            },
         ),
         Err(e) => error_response(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     }
@@ -460,7 +427,7 @@ pub async fn relay_retry(
         ),
         Ok(n) => {
             tracing::info!(operator = %caller.operator(), ?id, retried = n, "relay dead letters retried");
-            json_response(StatusCode::OK, &json!({ "retried": n }))
+            json_response(StatusCode::OK, &Retried { retried: n })
         }
         Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
@@ -478,7 +445,7 @@ pub async fn relay_drop(app: &Arc<App>, req: Request<Incoming>, caller: &Caller)
     match app.store.outbox_drop(id).await {
         Ok(true) => {
             tracing::warn!(operator = %caller.operator(), id, "relay event dropped undelivered");
-            json_response(StatusCode::OK, &json!({ "dropped": id }))
+            json_response(StatusCode::OK, &Dropped { dropped: id })
         }
         Ok(false) => error_response(
             StatusCode::NOT_FOUND,
@@ -502,22 +469,36 @@ pub async fn adopt_node(
     match app.registry.adopt(mac, &patch, caller.operator()).await {
         Ok(n) => {
             tracing::info!(%mac, operator = %caller.operator(), "discovered node adopted");
-            json_response(StatusCode::OK, &node_json(&n))
+            json_response(StatusCode::OK, &n.view())
         }
         Err(e) => registry_error(e),
     }
 }
 
 /// The part of an inventory a node list shows (the full one is on the node's own route).
-fn compact_hardware(inv: &crate::hardware::Inventory) -> Value {
-    json!({
-        "vendor": inv.vendor,
-        "product": inv.product,
-        "serial": inv.serial,
-        "cpus": inv.cpus,
-        "memory": { "total_bytes": inv.memory.total_bytes },
-        "disks": inv.disks.iter().map(|d| json!({ "size_bytes": d.size_bytes })).collect::<Vec<_>>(),
-        "nics": inv.nics.iter().map(|n| json!({ "name": n.name })).collect::<Vec<_>>(),
-        "summary": inv.summary(),
-    })
+fn compact_hardware(inv: &crate::hardware::Inventory) -> CompactHardware {
+    CompactHardware {
+        vendor: inv.vendor.clone(),
+        product: inv.product.clone(),
+        serial: inv.serial.clone(),
+        cpus: inv.cpus.clone(),
+        memory: CompactMemory {
+            total_bytes: inv.memory.total_bytes,
+        },
+        disks: inv
+            .disks
+            .iter()
+            .map(|d| CompactDisk {
+                size_bytes: d.size_bytes,
+            })
+            .collect(),
+        nics: inv
+            .nics
+            .iter()
+            .map(|n| CompactNic {
+                name: n.name.clone(),
+            })
+            .collect(),
+        summary: inv.summary(),
+    }
 }

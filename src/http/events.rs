@@ -81,8 +81,15 @@ impl Filter {
 
 /// One SSE message for an event (JSON never holds a raw newline, so one `data:` line).
 fn encode(e: &NodeEvent) -> Option<Bytes> {
-    let json = serde_json::to_string(e).ok()?;
+    let json = serde_json::to_string(&bootd_api::Event::from(e)).ok()?;
     Some(Bytes::from(format!("data: {json}\n\n")))
+}
+
+/// The `lagged` message: this many events were dropped for a slow reader.
+fn lagged(missed: u64) -> Bytes {
+    let json = serde_json::to_string(&bootd_api::Lagged { missed })
+        .unwrap_or_else(|_| format!("{{\"missed\":{missed}}}"));
+    Bytes::from(format!("event: lagged\ndata: {json}\n\n"))
 }
 
 /// Holds one of the `MAX_STREAMS` places while a stream is open.
@@ -185,7 +192,7 @@ async fn pump(
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, "event stream client fell behind");
-                    Bytes::from(format!("event: lagged\ndata: {{\"missed\":{missed}}}\n\n"))
+                    lagged(missed)
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },

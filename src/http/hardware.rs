@@ -14,7 +14,6 @@ use crate::store::HardwareRow;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,7 +124,12 @@ pub async fn post(
     }
     json_response(
         StatusCode::OK,
-        &json!({ "mac": mac, "inventory": inventory, "changes": diff, "summary": inventory.summary() }),
+        &bootd_api::HardwareReported {
+            mac,
+            summary: inventory.summary(),
+            inventory,
+            changes: diff,
+        },
     )
 }
 
@@ -137,13 +141,13 @@ pub fn get(app: &Arc<App>, raw_mac: &str) -> Response<Body> {
     };
     match app.store.latest_hardware(&mac.to_string()) {
         Ok(Some(row)) => {
-            let inventory: serde_json::Value =
-                serde_json::from_str(&row.inventory).unwrap_or_default();
-            let changes: serde_json::Value = serde_json::from_str(&row.changes).unwrap_or_default();
-            json_response(
-                StatusCode::OK,
-                &json!({ "mac": mac, "at": row.at, "inventory": inventory, "changes": changes }),
-            )
+            let answer = bootd_api::HardwareAnswer {
+                mac,
+                at: bootd_api::Timestamp::from_stored(&row.at),
+                inventory: serde_json::from_str(&row.inventory).unwrap_or_default(),
+                changes: serde_json::from_str(&row.changes).unwrap_or_default(),
+            };
+            json_response(StatusCode::OK, &answer)
         }
         Ok(None) => error_response(
             StatusCode::NOT_FOUND,
@@ -159,25 +163,25 @@ pub fn discovered(app: &Arc<App>) -> Response<Body> {
         Ok(s) => s,
         Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
-    let machines: Vec<serde_json::Value> = seen
+    let discovered = seen
         .into_iter()
         .filter_map(|s| {
             let mac: MacAddr = s.node.parse().ok()?;
             let node = app.registry.get(mac)?;
             (node.origin == Origin::Discovered).then(|| {
                 let inv: Inventory = serde_json::from_str(&s.inventory).unwrap_or_default();
-                json!({
-                    "mac": mac,
-                    "summary": inv.summary(),
-                    "vendor": inv.vendor,
-                    "product": inv.product,
-                    "serial": inv.serial,
-                    "first_seen": s.first_seen,
-                    "last_seen": s.last_seen,
-                    "phase": node.phase,
-                })
+                bootd_api::Discovered {
+                    mac,
+                    summary: inv.summary(),
+                    vendor: inv.vendor,
+                    product: inv.product,
+                    serial: inv.serial,
+                    first_seen: bootd_api::Timestamp::from_stored(&s.first_seen),
+                    last_seen: bootd_api::Timestamp::from_stored(&s.last_seen),
+                    phase: node.phase,
+                }
             })
         })
         .collect();
-    json_response(StatusCode::OK, &json!({ "discovered": machines }))
+    json_response(StatusCode::OK, &bootd_api::DiscoveredList { discovered })
 }

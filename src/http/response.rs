@@ -28,7 +28,12 @@ pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Respo
 
 /// `{"error": message}` with a status.
 pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    json_response(status, &serde_json::json!({ "error": message.into() }))
+    json_response(
+        status,
+        &bootd_api::ErrorBody {
+            error: message.into(),
+        },
+    )
 }
 
 /// A plain-text answer.

@@ -20,7 +20,7 @@ const HISTORY_LOOKBACK: usize = 500;
 /// is not, or a new `server_requested` (a reprovision restarts the clock; a machine that
 /// PXE-boots again mid-install does not).
 pub fn starts_deployment(from: &Phase, to: &Phase) -> bool {
-    *to == Phase::ServerRequested || (to.in_progress() && !from.in_progress())
+    Phase::starts_deployment(from, to)
 }
 
 /// When the deployment the node is in began, from its history (oldest first): the newest

@@ -6,7 +6,6 @@ use crate::app::App;
 use crate::config::{Config, Group};
 use crate::mac::MacAddr;
 use crate::nodes::{Node, Phase, PhaseRequest, RegistryError};
-use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,15 +36,7 @@ pub enum HookState {
 }
 
 /// A group's state as the API shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupState {
-    InProgress,
-    Completed,
-    Clustered,
-    Timeout,
-    Error,
-}
+pub use bootd_api::GroupState;
 
 /// The hook state of every group.
 #[derive(Default)]
@@ -138,32 +129,35 @@ fn members<'a>(nodes: &'a [Node], group: &str) -> Vec<&'a Node> {
 }
 
 /// `GET /api/v1/groups`: every configured group with its members, state and reason.
-pub fn overview(app: &App) -> Value {
+pub fn overview(app: &App) -> bootd_api::GroupList {
     let cfg = app.config();
     let nodes = app.registry.list();
-    let groups: Vec<Value> = cfg
+    let groups = cfg
         .groups
         .iter()
         .map(|(name, g)| {
             let m = members(&nodes, name);
             let hook = app.lifecycle.groups.get(name);
             let (state, reason) = group_state(&m, &hook, g.on_complete.is_some());
-            json!({
-                "name": name,
-                "profile": g.profile,
-                "on_complete": g.on_complete,
-                "state": state,
-                "reason": reason,
-                "nodes": m.iter().map(|n| json!({
-                    "mac": n.mac,
-                    "hostname": n.hostname,
-                    "phase": n.phase,
-                    "progress": n.progress,
-                })).collect::<Vec<_>>(),
-            })
+            bootd_api::Group {
+                name: name.clone(),
+                profile: g.profile.clone(),
+                on_complete: g.on_complete.clone(),
+                state,
+                reason,
+                nodes: m
+                    .iter()
+                    .map(|n| bootd_api::GroupMember {
+                        mac: n.mac,
+                        hostname: n.hostname.clone(),
+                        phase: n.phase.clone(),
+                        progress: n.progress,
+                    })
+                    .collect(),
+            }
         })
         .collect();
-    json!({ "groups": groups })
+    bootd_api::GroupList { groups }
 }
 
 /// Watches the event stream and fires hooks for groups that just completed.

@@ -5,7 +5,7 @@ use super::hook;
 use crate::app::App;
 use crate::mac::MacAddr;
 use crate::nodes::{Applied, NodePatch, Phase, PhaseRequest, RegistryError};
-use serde::Deserialize;
+use bootd_api::{PowerCycle, ReprovisionAnswer, Reprovisioned};
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
@@ -13,17 +13,7 @@ use tokio::task::JoinSet;
 const MAX_PARALLEL_POWER: usize = 32;
 
 /// The body of `POST /api/v1/reprovision`: exactly one of `macs`, `group`, `all`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Request {
-    #[serde(default)]
-    pub macs: Vec<String>,
-    pub group: Option<String>,
-    #[serde(default)]
-    pub all: bool,
-    /// Install this profile instead of the node's own / its group's.
-    pub profile: Option<String>,
-}
+pub use bootd_api::ReprovisionRequest as Request;
 
 /// Why a reprovision was refused before any node changed, or failed on the way.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +77,11 @@ fn chosen(app: &App, req: &Request) -> Result<Vec<MacAddr>, ReprovisionError> {
 
 /// Reprovisions the nodes a request names; `operator` is `operator:<uid>`. The answer
 /// lists each node after the change and what its power-cycle hook said.
-pub async fn run(app: &App, req: Request, operator: &str) -> Result<Value, ReprovisionError> {
+pub async fn run(
+    app: &App,
+    req: Request,
+    operator: &str,
+) -> Result<ReprovisionAnswer, ReprovisionError> {
     let macs = chosen(app, &req)?;
     let cfg = app.config();
     let mut done = Vec::with_capacity(macs.len());
@@ -141,22 +135,23 @@ pub async fn run(app: &App, req: Request, operator: &str) -> Result<Value, Repro
         done.push((mac, profile, generation, after));
     }
     let mut outcomes = power_cycle(&cfg, power).await;
-    let nodes: Vec<Value> = done
+    let nodes = done
         .into_iter()
-        .map(|(mac, profile, generation, n)| {
-            json!({
-                "mac": mac,
-                "hostname": n.hostname,
-                "profile": profile,
-                "token_generation": generation,
-                "phase": n.phase,
-                "progress": n.progress,
-                "seq": n.seq,
-                "power_cycle": outcomes.remove(&mac).unwrap_or(json!({"status": "not configured"})),
-            })
+        .map(|(mac, profile, generation, n)| Reprovisioned {
+            mac,
+            hostname: n.hostname,
+            profile,
+            token_generation: generation,
+            phase: n.phase,
+            progress: n.progress,
+            seq: n.seq,
+            power_cycle: outcomes.remove(&mac).unwrap_or(PowerCycle::NotConfigured),
         })
         .collect();
-    Ok(json!({ "operator": operator, "nodes": nodes }))
+    Ok(ReprovisionAnswer {
+        operator: operator.to_string(),
+        nodes,
+    })
 }
 
 /// Calls each power-cycle hook once (a machine must not be cycled twice by a retry);
@@ -164,7 +159,7 @@ pub async fn run(app: &App, req: Request, operator: &str) -> Result<Value, Repro
 async fn power_cycle(
     cfg: &crate::config::Config,
     calls: Vec<(MacAddr, String, Value)>,
-) -> std::collections::HashMap<MacAddr, Value> {
+) -> std::collections::HashMap<MacAddr, PowerCycle> {
     let mut out = std::collections::HashMap::new();
     if calls.is_empty() {
         return out;
@@ -173,7 +168,7 @@ async fn power_cycle(
         Ok(c) => std::sync::Arc::new(c),
         Err(e) => {
             for (mac, _, _) in calls {
-                out.insert(mac, json!({"status": "failed", "error": e.to_string()}));
+                out.insert(mac, PowerCycle::Failed { error: e.to_string() });
             }
             return out;
         }
@@ -199,10 +194,12 @@ async fn power_cycle(
             continue;
         };
         let v = match r {
-            Ok(code) => json!({"status": "ok", "http": code}),
+            Ok(http) => PowerCycle::Ok { http },
             Err(e) => {
                 tracing::warn!(%mac, %url, answer = e.excerpt(), "power cycle failed: {e}");
-                json!({"status": "failed", "error": format!("{url}: {e}")})
+                PowerCycle::Failed {
+                    error: format!("{url}: {e}"),
+                }
             }
         };
         out.insert(mac, v);

@@ -292,3 +292,53 @@ impl Node {
         })
     }
 }
+
+impl Node {
+    /// The node as the API shows it (without history).
+    pub fn view(&self) -> bootd_api::NodeView {
+        use bootd_api::Timestamp;
+        bootd_api::NodeView {
+            mac: self.mac,
+            hostname: self.hostname.clone(),
+            group: self.group.clone(),
+            profile: self.profile.clone(),
+            ip: self.ip,
+            uuid: self.uuid.clone(),
+            provider_id: self.provider_id.clone(),
+            health_url: self.health_url.clone(),
+            console_url: self.console_url.clone(),
+            boot: match self.boot {
+                BootMode::Local => "local".into(),
+                BootMode::Profile => "profile".into(),
+            },
+            next_boot: self.next_boot.clone(),
+            vars: self.vars.clone(),
+            origin: self.origin.as_str().into(),
+            phase: self.phase.clone(),
+            progress: self.progress,
+            message: self.message.clone(),
+            seq: self.seq,
+            created_at: Timestamp::from_stored(&self.created_at),
+            updated_at: Timestamp::from_stored(&self.updated_at),
+            phase_since: Timestamp::from_stored(&self.phase_since),
+        }
+    }
+}
+
+impl From<&NodeEvent> for bootd_api::Event {
+    fn from(e: &NodeEvent) -> bootd_api::Event {
+        bootd_api::Event {
+            mac: e.mac,
+            from: e.from.clone(),
+            to: e.to.clone(),
+            progress: e.progress,
+            message: e.message.clone(),
+            source: bootd_api::Source::parse(&e.source),
+            at: bootd_api::Timestamp::from_stored(&e.at),
+            seq: e.seq,
+            hostname: e.hostname.clone(),
+            group: e.group.clone(),
+            provider_id: e.provider_id.clone(),
+        }
+    }
+}

@@ -2,98 +2,101 @@
 //! letters and recent deliveries; retrying and dropping undelivered events.
 
 use crate::app::App;
+use crate::nodes::Phase;
 use crate::store::{OutboxFilter, OutboxRow, StoreError};
-use serde_json::{json, Value};
-use std::time::{Duration, UNIX_EPOCH};
+use bootd_api::{RelayEntry, RelayOverview, RelayUpstream, Timestamp};
+use serde_json::Value;
 
 /// Rows listed per kind (failing, dead, recent).
 pub const LIST_LIMIT: usize = 100;
 
 /// A body of `POST /api/v1/relay/retry` or `/drop`.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RelayAction {
-    pub id: Option<i64>,
-    #[serde(default)]
-    pub all_dead: bool,
-}
+pub use bootd_api::RelayAction;
 
-fn when(ms: i64) -> Value {
-    if ms <= 0 {
-        return Value::Null;
-    }
-    let t = UNIX_EPOCH + Duration::from_millis(ms as u64);
-    json!(humantime::format_rfc3339_millis(t).to_string())
+fn when(ms: i64) -> Option<Timestamp> {
+    u64::try_from(ms)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map(Timestamp::from_unix_millis)
 }
 
 /// A row as the API shows it: the event's phase and the time fields spelled out.
-pub fn row_json(r: &OutboxRow) -> Value {
+pub fn row_view(r: &OutboxRow) -> RelayEntry {
     let event: Value = serde_json::from_str(&r.payload).unwrap_or(Value::Null);
-    let (due, delivered) = match r.state.as_str() {
-        "pending" => (when(r.next_attempt), Value::Null),
-        "delivered" => (Value::Null, when(r.next_attempt)),
-        _ => (Value::Null, Value::Null),
+    let (next_attempt, delivered_at) = match r.state.as_str() {
+        "pending" => (when(r.next_attempt), None),
+        "delivered" => (None, when(r.next_attempt)),
+        _ => (None, None),
     };
-    json!({
-        "id": r.id,
-        "upstream": r.upstream,
-        "node": r.node,
-        "seq": r.seq,
-        "phase": event.get("to").cloned().unwrap_or(Value::Null),
-        "state": r.state,
-        "attempts": r.attempts,
-        "last_error": r.last_error,
-        "next_attempt": due,
-        "delivered_at": delivered,
-        "created_at": r.created_at,
-        "event": event,
-    })
+    RelayEntry {
+        id: r.id,
+        upstream: r.upstream.clone(),
+        node: r.node.clone(),
+        seq: r.seq,
+        phase: event
+            .get("to")
+            .and_then(Value::as_str)
+            .map(Phase::from_stored),
+        state: r.state.clone(),
+        attempts: r.attempts,
+        last_error: r.last_error.clone(),
+        next_attempt,
+        delivered_at,
+        created_at: Timestamp::from_stored(&r.created_at),
+        event,
+    }
 }
 
 /// The whole picture for `GET /api/v1/relay` (blocking store reads).
-pub fn overview(app: &App) -> Result<Value, StoreError> {
+pub fn overview(app: &App) -> Result<RelayOverview, StoreError> {
     let cfg = app.config();
     let counts = app.store.outbox_upstream_counts()?;
-    let mut upstreams: Vec<Value> = Vec::new();
+    let upstream = |c: &crate::store::OutboxCounts, url: Option<String>, secret: Option<String>| {
+        RelayUpstream {
+            name: c.upstream.clone(),
+            url: url.clone(),
+            configured: url.is_some(),
+            secret,
+            pending: c.pending,
+            failing: c.failing,
+            dead: c.dead,
+            delivered: c.delivered,
+            oldest_pending: c.oldest_pending.as_deref().map(Timestamp::from_stored),
+        }
+    };
+    let mut upstreams = Vec::new();
     for u in &cfg.upstream {
-        let c = counts
+        let mut c = counts
             .iter()
             .find(|c| c.upstream == u.name)
             .cloned()
             .unwrap_or_default();
+        c.upstream = u.name.clone();
         let secret = match super::secret_status(u) {
             Ok(s) => s.to_string(),
             Err(e) => format!("error: {e}"),
         };
-        upstreams.push(json!({
-            "name": u.name, "url": u.url, "configured": true, "secret": secret,
-            "pending": c.pending, "failing": c.failing, "dead": c.dead,
-            "delivered": c.delivered, "oldest_pending": c.oldest_pending,
-        }));
+        upstreams.push(upstream(&c, Some(u.url.clone()), Some(secret)));
     }
     // Rows of upstreams no longer in the config stay visible (and queued).
     for c in counts
         .iter()
         .filter(|c| !cfg.upstream.iter().any(|u| u.name == c.upstream))
     {
-        upstreams.push(json!({
-            "name": c.upstream, "url": null, "configured": false, "secret": null,
-            "pending": c.pending, "failing": c.failing, "dead": c.dead,
-            "delivered": c.delivered, "oldest_pending": c.oldest_pending,
-        }));
+        upstreams.push(upstream(c, None, None));
     }
-    let list = |f| -> Result<Vec<Value>, StoreError> {
+    let list = |f| -> Result<Vec<RelayEntry>, StoreError> {
         Ok(app
             .store
             .outbox_list(f, LIST_LIMIT)?
             .iter()
-            .map(row_json)
+            .map(row_view)
             .collect())
     };
-    Ok(json!({
-        "upstreams": upstreams,
-        "failing": list(OutboxFilter::Failing)?,
-        "dead": list(OutboxFilter::Dead)?,
-        "recent": list(OutboxFilter::Delivered)?,
-    }))
+    Ok(RelayOverview {
+        upstreams,
+        failing: list(OutboxFilter::Failing)?,
+        dead: list(OutboxFilter::Dead)?,
+        recent: list(OutboxFilter::Delivered)?,
+    })
 }

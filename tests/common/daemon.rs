@@ -9,11 +9,29 @@ use std::time::{Duration, Instant};
 
 use super::ports::{free_tcp_port, free_udp_port};
 
+/// Path of the built `bootctl` (package `bootctl`, so no `CARGO_BIN_EXE_bootctl` here):
+/// beside the test executable's `deps/` dir, e.g. `target/debug/bootctl`. The root's
+/// `default-members` build it with the tests.
+pub fn bootctl_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable lies in target/<profile>/deps");
+    let bin = profile_dir.join(format!("bootctl{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p bootctl`",
+        bin.display()
+    );
+    bin
+}
+
 /// Path of a built binary of this package.
 pub fn bin(name: &str) -> PathBuf {
     match name {
         "bootd" => PathBuf::from(env!("CARGO_BIN_EXE_bootd")),
-        "bootctl" => PathBuf::from(env!("CARGO_BIN_EXE_bootctl")),
+        "bootctl" => bootctl_bin(),
         other => panic!("unknown binary {other} (another package's: `workspace_bin`)"),
     }
 }

@@ -1,9 +1,22 @@
 //! bootctl: drives a running bootd over its control socket.
 //! Exit codes: 0 ok, 1 error (daemon down, request refused), 2 usage.
 
-use bootd::ctl::{self, Client, Output};
+mod client;
+mod follow;
+mod output;
+mod timeline;
+mod wait;
+
+use bootd_api::{
+    routes, AddNode, DiscoveredList, Dropped, GroupList, HardwareAnswer, NodeDetail, NodeFields,
+    NodeList, NodeView, PhaseAnswer, PhasePost, RelayOverview, ReloadAnswer, Removed,
+    ReprovisionRequest, Retried, Status,
+};
 use clap::{Args, Parser, Subcommand};
-use serde_json::{json, Value};
+use client::{Client, CtlError};
+use hyper::Method;
+use output::Output;
+use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -86,12 +99,12 @@ enum Command {
     /// Upstream relay: backlog, failures and dead letters per upstream.
     Relay {
         #[command(subcommand)]
-        action: Option<RelayAction>,
+        action: Option<RelayCommand>,
     },
 }
 
 #[derive(Subcommand)]
-enum RelayAction {
+enum RelayCommand {
     /// Move dead letters back to the queue.
     Retry {
         /// One dead letter by id.
@@ -120,13 +133,13 @@ enum NodeAction {
     Add {
         mac: String,
         #[command(flatten)]
-        fields: NodeFields,
+        fields: NodeFieldArgs,
     },
     /// Change fields of a node; an empty value clears a field.
     Set {
         mac: String,
         #[command(flatten)]
-        fields: NodeFields,
+        fields: NodeFieldArgs,
     },
     /// Remove a node and its history.
     Rm { mac: String },
@@ -143,7 +156,7 @@ enum NodeAction {
 }
 
 #[derive(Args, Default)]
-struct NodeFields {
+struct NodeFieldArgs {
     #[arg(long)]
     hostname: Option<String>,
     #[arg(long)]
@@ -169,47 +182,64 @@ struct NodeFields {
     vars: Vec<String>,
 }
 
-impl NodeFields {
-    fn to_json(&self) -> Result<serde_json::Map<String, Value>, String> {
-        let mut m = serde_json::Map::new();
-        let pairs = [
-            ("hostname", &self.hostname),
-            ("group", &self.group),
-            ("profile", &self.profile),
-            ("ip", &self.ip),
-            ("boot", &self.boot),
-            ("next_boot", &self.next_boot),
-            ("provider_id", &self.provider_id),
-            ("health_url", &self.health_url),
-            ("console_url", &self.console_url),
-        ];
-        for (k, v) in pairs {
-            if let Some(v) = v {
-                m.insert(k.into(), json!(v));
-            }
-        }
-        if !self.vars.is_empty() {
+/// What is wrong with the command line beyond what clap checks.
+#[derive(Debug, thiserror::Error)]
+enum UsageError {
+    #[error("--var {0:?}: expected KEY=VALUE")]
+    Var(String),
+    #[error("{text:?}: {source} (try 45m, 90s, 1h30m)")]
+    Duration {
+        text: String,
+        source: bootd_proto::duration::DurationError,
+    },
+}
+
+impl NodeFieldArgs {
+    fn body(&self) -> Result<bootd_api::NodeFields, UsageError> {
+        let vars = if self.vars.is_empty() {
+            None
+        } else {
             let mut vars = serde_json::Map::new();
             for kv in &self.vars {
                 let (k, v) = kv
                     .split_once('=')
-                    .ok_or_else(|| format!("--var {kv:?}: expected KEY=VALUE"))?;
-                vars.insert(k.into(), json!(v));
+                    .ok_or_else(|| UsageError::Var(kv.clone()))?;
+                vars.insert(k.into(), Value::String(v.into()));
             }
-            m.insert("vars".into(), Value::Object(vars));
-        }
-        Ok(m)
+            Some(vars)
+        };
+        Ok(bootd_api::NodeFields {
+            hostname: self.hostname.clone(),
+            group: self.group.clone(),
+            profile: self.profile.clone(),
+            ip: self.ip.clone(),
+            boot: self.boot.clone(),
+            next_boot: self.next_boot.clone(),
+            provider_id: self.provider_id.clone(),
+            health_url: self.health_url.clone(),
+            console_url: self.console_url.clone(),
+            vars,
+            ..bootd_api::NodeFields::default()
+        })
     }
 }
 
-fn duration(text: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (try 45m, 90s, 1h)"))
+/// `--timeout` and `--overall-timeout`: bootd's one duration grammar.
+fn duration(text: &str) -> Result<std::time::Duration, UsageError> {
+    bootd_proto::duration::parse(text).map_err(|source| UsageError::Duration {
+        text: text.to_string(),
+        source,
+    })
+}
+
+fn usage(e: UsageError) -> CtlError {
+    CtlError::Usage(e.to_string())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Output { json: cli.json };
-    let client = Client::new(ctl::socket_path(cli.socket));
+    let client = Client::new(client::socket_path(cli.socket));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -222,80 +252,82 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Status => client.get("/api/v1/status").await.map(|v| out.status(&v)),
-            Command::Nodes => client.get("/api/v1/nodes").await.map(|v| out.nodes(&v)),
+            Command::Status => client
+                .get::<Status>(routes::STATUS)
+                .await
+                .map(|a| out.status(&a)),
+            Command::Nodes => client
+                .get::<NodeList>(routes::NODES)
+                .await
+                .map(|a| out.nodes(&a)),
             Command::Node { action } => match action {
                 NodeAction::Show { mac } => client
-                    .get(&format!("/api/v1/nodes/{}", ctl::path_mac(&mac)))
+                    .get::<NodeDetail>(&routes::node(&mac))
                     .await
-                    .map(|v| out.node(&v)),
+                    .map(|a| out.node(&a)),
                 NodeAction::Add { mac, fields } => {
-                    let mut body = fields.to_json().map_err(ctl::CtlError::Usage)?;
-                    body.insert("mac".into(), json!(mac));
+                    let body = AddNode {
+                        mac,
+                        fields: fields.body().map_err(usage)?,
+                    };
                     client
-                        .send("POST", "/api/v1/nodes", &Value::Object(body))
+                        .call::<NodeView>(Method::POST, routes::NODES, &body)
                         .await
-                        .map(|v| out.changed("added", &v))
+                        .map(|a| out.changed("added", &a))
                 }
                 NodeAction::Set { mac, fields } => {
-                    let body = fields.to_json().map_err(ctl::CtlError::Usage)?;
+                    let body = fields.body().map_err(usage)?;
                     client
-                        .send(
-                            "PATCH",
-                            &format!("/api/v1/nodes/{}", ctl::path_mac(&mac)),
-                            &Value::Object(body),
-                        )
+                        .call::<NodeView>(Method::PATCH, &routes::node(&mac), &body)
                         .await
-                        .map(|v| out.changed("changed", &v))
+                        .map(|a| out.changed("changed", &a))
                 }
                 NodeAction::Rm { mac } => client
-                    .send(
-                        "DELETE",
-                        &format!("/api/v1/nodes/{}", ctl::path_mac(&mac)),
-                        &Value::Null,
-                    )
+                    .call::<Removed>(Method::DELETE, &routes::node(&mac), &())
                     .await
-                    .map(|v| out.changed("removed", &v)),
+                    .map(|a| out.removed(&a)),
                 NodeAction::Adopt {
                     mac,
                     profile,
                     group,
                     hostname,
                 } => {
-                    let body = json!({ "profile": profile, "group": group, "hostname": hostname });
+                    let body = NodeFields {
+                        profile: Some(profile),
+                        group,
+                        hostname,
+                        ..NodeFields::default()
+                    };
                     client
-                        .send(
-                            "POST",
-                            &format!("/api/v1/nodes/{}/adopt", ctl::path_mac(&mac)),
-                            &body,
-                        )
+                        .call::<NodeView>(Method::POST, &routes::node_adopt(&mac), &body)
                         .await
-                        .map(|v| out.changed("adopted", &v))
+                        .map(|a| out.changed("adopted", &a))
                 }
             },
             Command::Hardware { mac: Some(mac) } => client
-                .get(&format!("/api/v1/nodes/{}/hardware", ctl::path_mac(&mac)))
+                .get::<HardwareAnswer>(&routes::node_hardware(&mac))
                 .await
-                .map(|v| out.hardware(&v)),
+                .map(|a| out.hardware(&a)),
             Command::Hardware { mac: None } => client
-                .get("/api/v1/hardware/discovered")
+                .get::<DiscoveredList>(routes::HARDWARE_DISCOVERED)
                 .await
-                .map(|v| out.discovered(&v)),
+                .map(|a| out.discovered(&a)),
             Command::Phase {
                 mac,
                 phase,
                 progress,
                 message,
             } => {
-                let body = json!({ "phase": phase, "progress": progress, "message": message });
+                let body = PhasePost {
+                    phase,
+                    progress: progress.map(u32::from),
+                    message,
+                    ..PhasePost::default()
+                };
                 client
-                    .send(
-                        "POST",
-                        &format!("/api/v1/nodes/{}/phase", ctl::path_mac(&mac)),
-                        &body,
-                    )
+                    .call::<PhaseAnswer>(Method::POST, &routes::node_phase(&mac), &body)
                     .await
-                    .map(|v| out.phase(&v))
+                    .map(|a| out.phase(&a))
             }
             Command::Reprovision {
                 macs,
@@ -306,50 +338,64 @@ fn main() -> ExitCode {
                 timeout,
                 overall_timeout,
             } => {
-                let body = json!({ "macs": macs, "group": group, "all": all, "profile": profile });
-                let wait = wait.then(|| bootd::watch::WaitOptions {
+                let body = ReprovisionRequest {
+                    macs,
+                    group,
+                    all,
+                    profile,
+                };
+                let wait = wait.then(|| wait::WaitOptions {
                     per_node: timeout,
                     overall: overall_timeout,
-                    display: bootd::watch::Display::pick(out.json),
+                    display: wait::Display::pick(out.json),
                 });
-                bootd::watch::reprovision(&client, &body, wait, out.json).await
+                wait::reprovision(&client, &body, wait, out.json).await
             }
             Command::Watch { mac, group } => {
-                let filter = bootd::watch::WatchFilter { mac, group };
-                bootd::watch::watch(&client, filter, out.json).await
+                let filter = follow::WatchFilter { mac, group };
+                follow::watch(&client, filter, out.json).await
             }
-            Command::Groups => client.get("/api/v1/groups").await.map(|v| out.groups(&v)),
-            Command::Reload => client
-                .send("POST", "/api/v1/reload", &Value::Null)
+            Command::Groups => client
+                .get::<GroupList>(routes::GROUPS)
                 .await
-                .map(|v| out.reload(&v)),
-            Command::Relay { action: None } => {
-                client.get("/api/v1/relay").await.map(|v| out.relay(&v))
-            }
+                .map(|a| out.groups(&a)),
+            Command::Reload => client
+                .call::<ReloadAnswer>(Method::POST, routes::RELOAD, &())
+                .await
+                .map(|a| out.reload(&a)),
+            Command::Relay { action: None } => client
+                .get::<RelayOverview>(routes::RELAY)
+                .await
+                .map(|a| out.relay(&a)),
             Command::Relay {
-                action: Some(RelayAction::Retry { id, all_dead }),
+                action: Some(RelayCommand::Retry { id, all_dead }),
             } => {
-                let body = if all_dead {
-                    json!({ "all_dead": true })
-                } else {
-                    json!({ "id": id })
+                let body = bootd_api::RelayAction {
+                    id: if all_dead { None } else { id },
+                    all_dead,
                 };
                 client
-                    .send("POST", "/api/v1/relay/retry", &body)
+                    .call::<Retried>(Method::POST, routes::RELAY_RETRY, &body)
                     .await
-                    .map(|v| out.relay_done("retried", &v))
+                    .map(|a| out.retried(&a))
             }
             Command::Relay {
-                action: Some(RelayAction::Drop { id }),
-            } => client
-                .send("POST", "/api/v1/relay/drop", &json!({ "id": id }))
-                .await
-                .map(|v| out.relay_done("dropped", &v)),
+                action: Some(RelayCommand::Drop { id }),
+            } => {
+                let body = bootd_api::RelayAction {
+                    id: Some(id),
+                    all_dead: false,
+                };
+                client
+                    .call::<Dropped>(Method::POST, routes::RELAY_DROP, &body)
+                    .await
+                    .map(|a| out.dropped(&a))
+            }
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(ctl::CtlError::Usage(m)) => {
+        Err(CtlError::Usage(m)) => {
             eprintln!("bootctl: {m}");
             ExitCode::from(2)
         }

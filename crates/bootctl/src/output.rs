@@ -1,0 +1,457 @@
+//! How answers are printed: tables and short sheets, or bootd's JSON with `--json`.
+
+use crate::client::Answer;
+use crate::timeline;
+use bootd_api::{
+    DiscoveredList, Dropped, GroupList, HardwareAnswer, NodeDetail, NodeList, NodeView, Phase,
+    PhaseAnswer, RelayEntry, RelayOverview, ReloadAnswer, Removed, Retried, Status,
+};
+use comfy_table::{CellAlignment, ContentArrangement, Table};
+use serde::Serialize;
+use std::fmt::Display;
+
+/// Recent deliveries `bootctl relay` prints (all are in `--json`).
+const RECENT_ON_SCREEN: usize = 10;
+/// Space between two columns.
+const GAP: u16 = 2;
+
+/// How answers are printed.
+pub struct Output {
+    pub json: bool,
+}
+
+/// A value or `-` when there is none.
+pub fn or_dash<T: Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".to_string(), T::to_string)
+}
+
+/// A value as its JSON spelling without quotes (enums of the inventory), `-` for none.
+fn spelled<T: Serialize>(v: &Option<T>) -> String {
+    match v.as_ref().map(serde_json::to_value) {
+        Some(Ok(serde_json::Value::String(s))) => s,
+        Some(Ok(other)) => other.to_string(),
+        _ => "-".to_string(),
+    }
+}
+
+/// Rows as aligned, left-justified columns two spaces apart, however wide, no borders.
+pub fn table_text(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut t = Table::new();
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(headers.iter().copied());
+    for r in rows {
+        t.add_row(r.iter().map(String::as_str));
+    }
+    for col in t.column_iter_mut() {
+        col.set_padding((0, GAP));
+        col.set_cell_alignment(CellAlignment::Left);
+    }
+    t.lines()
+        .map(|l| l.trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Prints a table.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+    println!("{}", table_text(headers, rows));
+}
+
+impl Output {
+    /// With `--json`, prints the answer as bootd sent it and says so.
+    fn raw<T>(&self, a: &Answer<T>) -> bool {
+        if self.json {
+            println!("{}", a.raw);
+        }
+        self.json
+    }
+
+    /// `bootctl status`.
+    pub fn status(&self, a: &Answer<Status>) {
+        if self.raw(a) {
+            return;
+        }
+        let v = &a.body;
+        println!("bootd {} up {}s", v.version, v.uptime_seconds);
+        let rows: [(&str, String); 8] = [
+            ("config", or_dash(&v.config)),
+            ("state_dir", v.state_dir.clone()),
+            ("database", v.database.clone()),
+            ("http_listen", v.http_listen.clone()),
+            ("public_url", v.public_url.clone()),
+            ("tftp", or_dash(&v.tftp)),
+            ("dhcp_mode", v.dhcp_mode.clone()),
+            ("control_socket", v.control_socket.clone()),
+        ];
+        for (key, value) in rows {
+            println!("  {:<15} {}", format!("{key}:"), value);
+        }
+        println!("  {:<15} {}", "nodes:", v.nodes);
+        for (p, n) in &v.phases {
+            println!("    {p:<20} {n}");
+        }
+    }
+
+    /// `bootctl nodes`.
+    pub fn nodes(&self, a: &Answer<NodeList>) {
+        if self.raw(a) {
+            return;
+        }
+        let rows: Vec<Vec<String>> = a
+            .body
+            .nodes
+            .iter()
+            .map(|e| {
+                let n = &e.node;
+                vec![
+                    n.mac.to_string(),
+                    or_dash(&n.hostname),
+                    or_dash(&n.group),
+                    or_dash(&n.profile),
+                    or_dash(&n.ip),
+                    n.phase.to_string(),
+                    format!("{}%", n.progress),
+                    n.message.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "MAC", "HOSTNAME", "GROUP", "PROFILE", "IP", "PHASE", "PROGRESS", "MESSAGE",
+            ],
+            &rows,
+        );
+    }
+
+    /// `bootctl node show`.
+    pub fn node(&self, a: &Answer<NodeDetail>) {
+        if self.raw(a) {
+            return;
+        }
+        let n = &a.body.node;
+        let sheet: [(&str, String); 13] = [
+            ("mac", n.mac.to_string()),
+            ("hostname", or_dash(&n.hostname)),
+            ("group", or_dash(&n.group)),
+            ("profile", or_dash(&n.profile)),
+            ("ip", or_dash(&n.ip)),
+            ("boot", n.boot.clone()),
+            ("next_boot", or_dash(&n.next_boot)),
+            ("origin", n.origin.clone()),
+            ("phase", n.phase.to_string()),
+            ("progress", n.progress.to_string()),
+            ("message", n.message.clone()),
+            ("phase_since", n.phase_since.to_string()),
+            ("updated_at", n.updated_at.to_string()),
+        ];
+        for (key, value) in sheet {
+            println!("{:<12} {}", format!("{key}:"), value);
+        }
+        let visits = timeline::timeline(&a.body.history, std::time::SystemTime::now());
+        let rows: Vec<Vec<String>> = visits
+            .iter()
+            .map(|t| {
+                vec![
+                    t.at.to_string(),
+                    t.phase.to_string(),
+                    format!("{}%", t.progress),
+                    timeline::spent_text(t),
+                    t.source.to_string(),
+                    t.message.clone(),
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            println!();
+            println!("timeline:");
+            table(
+                &[
+                    "SINCE",
+                    "PHASE",
+                    "PROGRESS",
+                    "TIME IN PHASE",
+                    "SOURCE",
+                    "MESSAGE",
+                ],
+                &rows,
+            );
+        }
+        if let Some((start, end, took)) = timeline::last_deployment(&visits) {
+            println!();
+            println!(
+                "last deployment: {} ({} at {} to {} at {})",
+                timeline::human(took),
+                start.phase,
+                start.at,
+                end.phase,
+                end.at
+            );
+        }
+    }
+
+    /// `bootctl groups`.
+    pub fn groups(&self, a: &Answer<GroupList>) {
+        if self.raw(a) {
+            return;
+        }
+        let rows: Vec<Vec<String>> = a
+            .body
+            .groups
+            .iter()
+            .map(|g| {
+                let live = g
+                    .nodes
+                    .iter()
+                    .filter(|n| matches!(n.phase, Phase::Running | Phase::Clustered))
+                    .count();
+                vec![
+                    g.name.clone(),
+                    or_dash(&g.profile),
+                    g.state.to_string(),
+                    format!("{live}/{}", g.nodes.len()),
+                    g.reason.clone(),
+                ]
+            })
+            .collect();
+        table(&["GROUP", "PROFILE", "STATE", "RUNNING", "REASON"], &rows);
+    }
+
+    /// Answers of node add/set/adopt.
+    pub fn changed(&self, what: &str, a: &Answer<NodeView>) {
+        if !self.raw(a) {
+            println!("{what} {}", a.body.mac);
+        }
+    }
+
+    /// Answer of node rm.
+    pub fn removed(&self, a: &Answer<Removed>) {
+        if !self.raw(a) {
+            println!("removed {}", a.body.removed);
+        }
+    }
+
+    /// Answer of `bootctl phase`.
+    pub fn phase(&self, a: &Answer<PhaseAnswer>) {
+        if self.raw(a) {
+            return;
+        }
+        let n = a.body.node.as_ref();
+        println!(
+            "{} {} {}% {}",
+            or_dash(&n.map(|n| n.mac)),
+            or_dash(&n.map(|n| &n.phase)),
+            or_dash(&n.map(|n| n.progress)),
+            if a.body.changed { "" } else { "(unchanged)" }
+        );
+    }
+
+    /// `bootctl hardware MAC`: the inventory as a short sheet.
+    pub fn hardware(&self, a: &Answer<HardwareAnswer>) {
+        if self.raw(a) {
+            return;
+        }
+        let v = &a.body;
+        let inv = &v.inventory;
+        println!("{} (reported {})", v.mac, v.at);
+        let sheet: [(&str, String); 7] = [
+            ("vendor", or_dash(&inv.vendor)),
+            ("product", or_dash(&inv.product)),
+            ("serial", or_dash(&inv.serial)),
+            ("uuid", or_dash(&inv.uuid)),
+            ("sku", or_dash(&inv.sku)),
+            ("boot_mode", spelled(&inv.boot_mode)),
+            ("secure_boot", or_dash(&inv.secure_boot)),
+        ];
+        for (key, value) in sheet {
+            println!("  {:<12} {}", format!("{key}:"), value);
+        }
+        let cpus = &inv.cpus;
+        println!(
+            "  {:<12} {} ({} sockets, {} cores, {} threads)",
+            "cpu:",
+            or_dash(&cpus.model),
+            or_dash(&cpus.sockets),
+            or_dash(&cpus.cores),
+            or_dash(&cpus.threads)
+        );
+        println!(
+            "  {:<12} {} bytes",
+            "memory:",
+            or_dash(&inv.memory.total_bytes)
+        );
+        println!("  {:<12} {}", "disks:", inv.disks.len());
+        println!("  {:<12} {}", "nics:", inv.nics.len());
+        if !v.changes.is_empty() {
+            println!("  changed since the previous report:");
+            for c in &v.changes {
+                println!("    - {c}");
+            }
+        }
+    }
+
+    /// `bootctl hardware`: discovered machines that reported.
+    pub fn discovered(&self, a: &Answer<DiscoveredList>) {
+        if self.raw(a) {
+            return;
+        }
+        let rows: Vec<Vec<String>> = a
+            .body
+            .discovered
+            .iter()
+            .map(|m| {
+                vec![
+                    m.mac.to_string(),
+                    m.summary.clone(),
+                    m.first_seen.to_string(),
+                    m.last_seen.to_string(),
+                ]
+            })
+            .collect();
+        table(&["MAC", "HARDWARE", "FIRST SEEN", "LAST SEEN"], &rows);
+    }
+
+    /// Answer of `bootctl reload`.
+    pub fn reload(&self, a: &Answer<ReloadAnswer>) {
+        if !self.raw(a) {
+            println!("reloaded: {}", a.body.summary);
+        }
+    }
+
+    /// `bootctl relay`: per upstream the backlog, then failing events, dead letters and
+    /// the most recent deliveries.
+    pub fn relay(&self, a: &Answer<RelayOverview>) {
+        if self.raw(a) {
+            return;
+        }
+        let v = &a.body;
+        let rows: Vec<Vec<String>> = v
+            .upstreams
+            .iter()
+            .map(|u| {
+                vec![
+                    u.name.clone(),
+                    u.pending.to_string(),
+                    u.failing.to_string(),
+                    u.dead.to_string(),
+                    u.delivered.to_string(),
+                    or_dash(&u.oldest_pending),
+                    if u.configured {
+                        or_dash(&u.secret)
+                    } else {
+                        "not configured".into()
+                    },
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "UPSTREAM",
+                "PENDING",
+                "FAILING",
+                "DEAD",
+                "DELIVERED",
+                "OLDEST PENDING",
+                "SECRET",
+            ],
+            &rows,
+        );
+        type When = fn(&RelayEntry) -> String;
+        let events = |title: &str, list: &[RelayEntry], when: When, head: &str, max: usize| {
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .take(max)
+                .map(|r| {
+                    vec![
+                        r.id.to_string(),
+                        r.upstream.clone(),
+                        r.node.clone(),
+                        r.seq.to_string(),
+                        or_dash(&r.phase),
+                        r.attempts.to_string(),
+                        when(r),
+                        or_dash(&r.last_error),
+                    ]
+                })
+                .collect();
+            if !rows.is_empty() {
+                println!();
+                println!("{title}:");
+                table(
+                    &[
+                        "ID",
+                        "UPSTREAM",
+                        "NODE",
+                        "SEQ",
+                        "PHASE",
+                        "ATTEMPTS",
+                        head,
+                        "LAST ERROR",
+                    ],
+                    &rows,
+                );
+            }
+        };
+        events(
+            "failing (retried with backoff)",
+            &v.failing,
+            |r| or_dash(&r.next_attempt),
+            "NEXT ATTEMPT",
+            usize::MAX,
+        );
+        events(
+            "dead letters (bootctl relay retry --id N | --all-dead)",
+            &v.dead,
+            |r| r.created_at.to_string(),
+            "CREATED",
+            usize::MAX,
+        );
+        // The full list of recent deliveries is in --json; a screen shows the last few.
+        events(
+            "recently delivered",
+            &v.recent,
+            |r| or_dash(&r.delivered_at),
+            "DELIVERED",
+            RECENT_ON_SCREEN,
+        );
+    }
+
+    /// Answer of `bootctl relay retry`.
+    pub fn retried(&self, a: &Answer<Retried>) {
+        if !self.raw(a) {
+            println!("retried {}", a.body.retried);
+        }
+    }
+
+    /// Answer of `bootctl relay drop`.
+    pub fn dropped(&self, a: &Answer<Dropped>) {
+        if !self.raw(a) {
+            println!("dropped {}", a.body.dropped);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up_two_spaces_apart_without_trailing_blanks() {
+        let text = table_text(
+            &["MAC", "PHASE", "MESSAGE"],
+            &[
+                vec!["52:54:00:aa:00:01".into(), "running".into(), "".into()],
+                vec!["x".into(), "installing".into(), "a long message".into()],
+            ],
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "MAC                PHASE       MESSAGE",
+                "52:54:00:aa:00:01  running",
+                "x                  installing  a long message",
+            ]
+        );
+    }
+}
