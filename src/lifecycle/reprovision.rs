@@ -168,7 +168,12 @@ async fn power_cycle(
         Ok(c) => std::sync::Arc::new(c),
         Err(e) => {
             for (mac, _, _) in calls {
-                out.insert(mac, PowerCycle::Failed { error: e.to_string() });
+                out.insert(
+                    mac,
+                    PowerCycle::Failed {
+                        error: e.to_string(),
+                    },
+                );
             }
             return out;
         }
