@@ -246,24 +246,7 @@ pub fn select_with_hardware(
     if node.boot == BootMode::Local {
         return by_name("local", false);
     }
-    let group_profile = node
-        .group
-        .as_ref()
-        .and_then(|g| cfg.groups.get(g))
-        .and_then(|g| g.profile.clone());
-    let by_hardware = || {
-        if !cfg.profiles.values().any(|p| !p.matches.is_empty()) {
-            return None;
-        }
-        let inv = hardware()?;
-        matching_profile(cfg, &inv).map(str::to_string)
-    };
-    let name = node
-        .profile
-        .clone()
-        .or(group_profile)
-        .or_else(by_hardware)
-        .unwrap_or_else(|| cfg.boot.default_profile.clone());
+    let name = crate::nodes::effective_profile(node, cfg, hardware).name;
     by_name(&name, false)
 }
 

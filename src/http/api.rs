@@ -22,13 +22,18 @@ const MAX_MESSAGE: usize = 1024;
 /// History rows returned with a node.
 const HISTORY_LIMIT: usize = 1000;
 
-/// The JSON of a node as the API shows it (without history).
-pub fn node_json(n: &Node) -> Value {
+/// The JSON of a node as the API shows it (without history): `profile` is the effective
+/// one, `profile_source` where it came from (`node`, `group`, `hardware`, `default`) and
+/// `node_profile` the node's own setting.
+pub fn node_json(app: &App, n: &Node) -> Value {
+    let effective = app.registry.effective_profile(n);
     json!({
         "mac": n.mac,
         "hostname": n.hostname,
         "group": n.group,
-        "profile": n.profile,
+        "profile": effective.name,
+        "profile_source": effective.source,
+        "node_profile": n.profile,
         "ip": n.ip,
         "uuid": n.uuid,
         "provider_id": n.provider_id,
@@ -56,7 +61,9 @@ fn parse_mac(text: &str) -> Result<MacAddr, Response<Body>> {
 pub(super) fn registry_error(e: RegistryError) -> Response<Body> {
     let status = match &e {
         RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
-        RegistryError::Exists(_) => StatusCode::CONFLICT,
+        RegistryError::Exists(_)
+        | RegistryError::Conflict(_)
+        | RegistryError::Configured { .. } => StatusCode::CONFLICT,
         RegistryError::Transition(crate::nodes::TransitionError::NotAllowed { .. }) => {
             StatusCode::CONFLICT
         }
@@ -161,7 +168,7 @@ pub fn list_nodes(app: &Arc<App>) -> Response<Body> {
         .list()
         .iter()
         .map(|n| {
-            let mut v = node_json(n);
+            let mut v = node_json(app, n);
             if let (Value::Object(m), Some(hw)) = (&mut v, hardware.get(&n.mac.to_string())) {
                 m.insert("hardware".into(), hw.clone());
             }
@@ -188,7 +195,7 @@ pub async fn show_node(app: &Arc<App>, mac: &str) -> Response<Body> {
         Ok(Err(e)) => return error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let mut v = node_json(&node);
+    let mut v = node_json(app, &node);
     if let Value::Object(m) = &mut v {
         m.insert("history".into(), json!(history));
         let hw = super::hardware::latest(app, mac);
@@ -251,11 +258,17 @@ pub async fn post_phase(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let custom = app.registry.custom_phases(node.profile.as_deref());
+    let custom = app.registry.phases_of(&node);
     let names: Vec<&str> = custom.iter().map(|(n, _)| n.as_str()).collect();
     let to = match Phase::parse(&body.phase, &names) {
         Ok(p) => p,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => {
+            let profile = app.registry.effective_profile(&node).name;
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("{e}; valid phases: {}", valid_phases(&names, &profile)),
+            );
+        }
     };
     let progress = match body.progress {
         Some(p) if p > 100 => {
@@ -280,6 +293,7 @@ pub async fn post_phase(
     if let Err(e) = facts.validate() {
         return error_response(StatusCode::BAD_REQUEST, e);
     }
+    let to_phase = to.clone();
     let req = PhaseRequest {
         to,
         progress,
@@ -306,10 +320,36 @@ pub async fn post_phase(
     let node = app
         .registry
         .get(mac)
-        .map(|n| node_json(&n))
+        .map(|n| node_json(app, &n))
         .unwrap_or(Value::Null);
     let changed = matches!(applied, Applied::Changed(_));
-    json_response(StatusCode::OK, &json!({ "changed": changed, "node": node }))
+    let stored = node["progress"].as_u64();
+    let mut answer = json!({ "changed": changed, "node": node, "progress": stored });
+    let band = crate::nodes::INSTALLING_BAND;
+    if let (Phase::Installing, false, Some(asked)) = (&to_phase, operator, progress) {
+        if !band.contains(&asked) {
+            answer["note"] = json!(format!(
+                "installing progress is kept within {}–{}; stored {}",
+                band.start(),
+                band.end(),
+                stored.unwrap_or_default()
+            ));
+        }
+    }
+    json_response(StatusCode::OK, &answer)
+}
+
+/// The phases a callback may name: the built-in ones and the profile's own.
+fn valid_phases(custom: &[&str], profile: &str) -> String {
+    let builtin: Vec<&str> = crate::nodes::phase::BUILTIN
+        .iter()
+        .map(|(n, _, _)| *n)
+        .collect();
+    let mut text = builtin.join(", ");
+    if !custom.is_empty() {
+        text.push_str(&format!(" (profile {profile}: {})", custom.join(", ")));
+    }
+    text
 }
 
 /// The body of `POST /api/v1/nodes`.
@@ -338,7 +378,7 @@ pub async fn add_node(app: &Arc<App>, req: Request<Incoming>, caller: &Caller) -
     match app.registry.add(node).await {
         Ok(n) => {
             tracing::info!(%mac, operator = %caller.operator(), "node added");
-            json_response(StatusCode::CREATED, &node_json(&n))
+            json_response(StatusCode::CREATED, &node_json(app, &n))
         }
         Err(e) => registry_error(e),
     }
@@ -386,10 +426,10 @@ pub async fn set_node(
         Ok(pair) => pair,
         Err(r) => return r,
     };
-    match app.registry.set(mac, &patch).await {
+    match app.registry.edit(mac, &patch).await {
         Ok(n) => {
             tracing::info!(%mac, operator = %caller.operator(), "node changed");
-            json_response(StatusCode::OK, &node_json(&n))
+            json_response(StatusCode::OK, &node_json(app, &n))
         }
         Err(e) => registry_error(e),
     }
@@ -401,7 +441,7 @@ pub async fn remove_node(app: &Arc<App>, caller: &Caller, mac: &str) -> Response
         Ok(m) => m,
         Err(r) => return r,
     };
-    match app.registry.remove(mac).await {
+    match app.registry.remove_runtime(mac).await {
         Ok(()) => {
             tracing::info!(%mac, operator = %caller.operator(), "node removed");
             json_response(StatusCode::OK, &json!({ "removed": mac }))
@@ -502,7 +542,7 @@ pub async fn adopt_node(
     match app.registry.adopt(mac, &patch, caller.operator()).await {
         Ok(n) => {
             tracing::info!(%mac, operator = %caller.operator(), "discovered node adopted");
-            json_response(StatusCode::OK, &node_json(&n))
+            json_response(StatusCode::OK, &node_json(app, &n))
         }
         Err(e) => registry_error(e),
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::task::JoinSet;
 
-/// Attempts of one `on_complete` delivery before the group shows an error.
+/// Attempts of one `on_complete` delivery before the group shows `hook_failed`.
 pub const HOOK_ATTEMPTS: u32 = 5;
 /// How often groups are re-evaluated without an event (reloads, restarts, lags).
 const RESCAN: Duration = Duration::from_secs(5);
@@ -40,11 +40,16 @@ pub enum HookState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupState {
+    /// No member has booted yet (or the group has none).
+    Pending,
     InProgress,
     Completed,
     Clustered,
     Timeout,
-    Error,
+    /// A member failed.
+    MemberFailed,
+    /// Every member runs but `on_complete` gave up.
+    HookFailed,
 }
 
 /// The hook state of every group.
@@ -72,10 +77,24 @@ fn is_live(p: &Phase) -> bool {
     matches!(p, Phase::Running | Phase::Clustered)
 }
 
+/// Before any boot: known to bootd, maybe being created by the provider.
+fn not_booted(p: &Phase) -> bool {
+    matches!(
+        p,
+        Phase::Discovered | Phase::Known | Phase::ServerRequested | Phase::Pending
+    )
+}
+
 /// A group's state and the reason behind it, from its members and its hook.
 pub fn group_state(members: &[&Node], hook: &HookState, has_hook: bool) -> (GroupState, String) {
     if members.is_empty() {
-        return (GroupState::InProgress, "the group has no nodes".into());
+        return (GroupState::Pending, "the group has no nodes".into());
+    }
+    if members.iter().all(|n| not_booted(&n.phase)) {
+        return (
+            GroupState::Pending,
+            format!("none of {} has booted yet", members.len()),
+        );
     }
     let stuck: Vec<&&Node> = members
         .iter()
@@ -95,7 +114,7 @@ pub fn group_state(members: &[&Node], hook: &HookState, has_hook: bool) -> (Grou
     }
     if let Some(n) = members.iter().find(|n| n.phase == Phase::Failed) {
         return (
-            GroupState::Error,
+            GroupState::MemberFailed,
             format!("{} failed: {}", n.mac, n.message),
         );
     }
@@ -110,7 +129,7 @@ pub fn group_state(members: &[&Node], hook: &HookState, has_hook: bool) -> (Grou
         );
     }
     match hook {
-        HookState::Failed(why) => (GroupState::Error, format!("on_complete failed: {why}")),
+        HookState::Failed(why) => (GroupState::HookFailed, format!("on_complete failed: {why}")),
         HookState::Sending {
             attempt,
             last_error,
@@ -352,7 +371,10 @@ mod tests {
         );
         assert_eq!(
             state(&[Running, Clustered], HookState::Failed("HTTP 500".into())),
-            (GroupState::Error, "on_complete failed: HTTP 500".into())
+            (
+                GroupState::HookFailed,
+                "on_complete failed: HTTP 500".into()
+            )
         );
         assert_eq!(
             state(&[Clustered, Clustered], HookState::Delivered).0,
@@ -366,9 +388,17 @@ mod tests {
         );
         assert_eq!(
             state(&[Failed, Running], HookState::Idle).0,
-            GroupState::Error
+            GroupState::MemberFailed
         );
-        assert_eq!(state(&[], HookState::Idle).0, GroupState::InProgress);
+        assert_eq!(state(&[], HookState::Idle).0, GroupState::Pending);
+        assert_eq!(
+            state(&[Known, Known], HookState::Idle),
+            (GroupState::Pending, "none of 2 has booted yet".into())
+        );
+        assert_eq!(
+            state(&[Known, Dhcp], HookState::Idle),
+            (GroupState::InProgress, "0 of 2 running".into())
+        );
         let (s, why) = state(
             &[Running],
             HookState::Sending {
