@@ -332,3 +332,53 @@ fn installing_progress_outside_its_band_says_what_was_stored() {
     assert_eq!(v["progress"], 85, "{v}");
     assert!(v["note"].is_string(), "{v}");
 }
+
+#[test]
+fn preflight_on_a_running_appliance_knows_its_own_ports() {
+    let d = start("");
+    let out = std::process::Command::new(common::daemon::bin("bootd"))
+        .args(["preflight", "--json", "--config"])
+        .arg(&d.config)
+        .output()
+        .expect("run bootd preflight");
+    let report = json(&String::from_utf8_lossy(&out.stdout));
+    let checks = report["checks"].as_array().expect("checks");
+    for (id, addr) in [("http_port", d.http), ("tftp_port", d.tftp)] {
+        let c = checks
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no {id} in {report}"));
+        assert_eq!(c["subject"], addr.to_string(), "{c}");
+        assert_eq!(c["verdict"], "ok", "{c}");
+        assert_eq!(
+            c["message"],
+            format!("in use by bootd itself (pid {})", d.pid()),
+            "{c}"
+        );
+    }
+}
+
+#[test]
+fn check_config_says_what_it_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(common::daemon::bin("bootd"))
+            .arg("check-config")
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("BOOTD_CONFIG")
+            .output()
+            .expect("run bootd check-config");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    if !std::path::Path::new("/etc/bootd/bootd.toml").exists() {
+        assert_eq!(run(&[]), "ok (embedded defaults; no config file)");
+    }
+    let file = dir.path().join("b.toml");
+    std::fs::write(&file, "[server]\nhttp_listen = \"127.0.0.1:8080\"\n").unwrap();
+    assert_eq!(
+        run(&["--config", file.to_str().unwrap()]),
+        format!("ok ({})", file.display())
+    );
+}
