@@ -80,7 +80,10 @@ fn raise_fd_limit() {
 pub fn check_config(path: Option<PathBuf>) -> ExitCode {
     match load_config(path.as_deref()) {
         Ok(_) => {
-            println!("ok");
+            match &path {
+                Some(p) => println!("ok ({})", p.display()),
+                None => println!("ok (embedded defaults; no config file)"),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

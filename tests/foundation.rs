@@ -19,7 +19,11 @@ fn shipped_config_checks_ok_and_errors_name_their_place() {
         .arg(root.join("config/bootd.toml"))
         .output()
         .expect("run");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok", "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("ok ({})", root.join("config/bootd.toml").display()),
+        "{out:?}"
+    );
     assert_eq!(out.status.code(), Some(0));
 
     let dir = tempfile::tempdir().expect("tempdir");

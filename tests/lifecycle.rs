@@ -347,13 +347,13 @@ group = "broken"
     assert!(line.contains("clustered") && line.contains("3/3"), "{out}");
     eprintln!("group of 3: hook failed twice, clustered {took:?} after the last node ran");
 
-    // A hook that never succeeds: the group shows the error and why, nodes stay running.
+    // A hook that never succeeds: the group shows hook_failed and why, nodes stay running.
     let lone = "52:54:00:c1:00:09";
     install(&d, lone, 9);
     let error = wait_for(Duration::from_secs(30), "broken group error", || {
         let (_, out, _) = d.bootctl(&["groups"]);
         out.lines()
-            .any(|l| l.starts_with("broken") && l.contains("error"))
+            .any(|l| l.starts_with("broken") && l.contains("hook_failed"))
     });
     assert!(
         error.is_ok(),

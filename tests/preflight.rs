@@ -200,6 +200,14 @@ fn missing_boot_file_fails_boot_file() {
             .contains("/usr/lib/ipxe/undionly.kpxe"),
         "{c}"
     );
+    let target = s.state().join("assets/undionly.kpxe");
+    assert!(
+        c["hint"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&target.display().to_string()),
+        "the hint names the real assets dir: {c}"
+    );
 }
 
 #[test]

@@ -45,6 +45,52 @@ pub struct TemplateError {
     pub detail: String,
 }
 
+/// The config key that names a template (`profiles.demo.script`), before the message.
+fn with_key(cfg: &Config, name: &str, detail: &str) -> String {
+    let key = cfg.profiles.iter().find_map(|(p, prof)| {
+        if prof.script == name {
+            Some(format!("profiles.{p}.script"))
+        } else if prof.config.as_deref() == Some(name) {
+            Some(format!("profiles.{p}.config"))
+        } else {
+            name.strip_prefix(&format!("{p}/"))
+                .map(|_| format!("profiles.{p} (file {name})"))
+        }
+    });
+    match key {
+        Some(k) => format!("{k}: {detail}"),
+        None => detail.to_string(),
+    }
+}
+
+/// Line and column (1-based) of a syntax error. An error inside a tag that runs onto a
+/// later line (an unclosed `{{`, `{%` or `{#`) points at the tag's opening, where the
+/// mistake is, rather than at the line where the parser gave up.
+fn syntax_place(source: &str, e: &minijinja::Error) -> (usize, usize) {
+    let mut offset = e
+        .range()
+        .map_or(source.len(), |r| r.start)
+        .min(source.len());
+    let before = &source[..offset];
+    let open = ["{{", "{%", "{#"]
+        .iter()
+        .zip(["}}", "%}", "#}"])
+        .filter_map(|(o, c)| {
+            let at = before.rfind(o)?;
+            (!before[at..].contains(c)).then_some(at)
+        })
+        .max();
+    if let Some(at) = open {
+        if before[at..].contains('\n') {
+            offset = at;
+        }
+    }
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
 /// Every template a config refers to, compiled.
 pub struct Templates {
     env: Environment<'static>,
@@ -131,10 +177,12 @@ impl Templates {
                 });
                 continue;
             };
-            if let Err(e) = env.add_template_owned(name.clone(), source) {
+            let at = |e: &minijinja::Error| syntax_place(&source, e);
+            if let Err(e) = env.add_template_owned(name.clone(), source.clone()) {
+                let (line, col) = at(&e);
                 errors.push(TemplateError {
-                    place: format!("{}:{}", path.display(), e.line().unwrap_or(0)),
-                    detail: e.detail().unwrap_or("syntax error").to_string(),
+                    place: format!("{}:{line}:{col}", path.display()),
+                    detail: with_key(cfg, name, e.detail().unwrap_or("syntax error")),
                 });
             }
         }
@@ -149,10 +197,13 @@ impl Templates {
                             cfg.server.templates_dir.join(name).display(),
                             e.line().unwrap_or(0)
                         ),
-                        detail: e
-                            .detail()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| e.to_string()),
+                        detail: with_key(
+                            cfg,
+                            name,
+                            &e.detail()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| e.to_string()),
+                        ),
                     });
                 }
             }
@@ -246,24 +297,7 @@ pub fn select_with_hardware(
     if node.boot == BootMode::Local {
         return by_name("local", false);
     }
-    let group_profile = node
-        .group
-        .as_ref()
-        .and_then(|g| cfg.groups.get(g))
-        .and_then(|g| g.profile.clone());
-    let by_hardware = || {
-        if !cfg.profiles.values().any(|p| !p.matches.is_empty()) {
-            return None;
-        }
-        let inv = hardware()?;
-        matching_profile(cfg, &inv).map(str::to_string)
-    };
-    let name = node
-        .profile
-        .clone()
-        .or(group_profile)
-        .or_else(by_hardware)
-        .unwrap_or_else(|| cfg.boot.default_profile.clone());
+    let name = crate::nodes::effective_profile(node, cfg, hardware).name;
     by_name(&name, false)
 }
 
@@ -341,7 +375,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
             dir.path().join("bad.ipxe"),
-            "#!ipxe\nline two\n{{ broken \n",
+            "#!ipxe\nline two\n{{ broken \nline four\n",
         )
         .expect("write");
         let mut cfg = cfg();
@@ -351,7 +385,11 @@ mod tests {
         }
         let errs = Templates::load(&cfg).err().expect("must fail");
         let text = errs[0].to_string();
-        assert!(text.contains("bad.ipxe:3"), "{text}");
+        // The unclosed `{{` itself, with the key that names the file.
+        assert!(
+            text.contains("bad.ipxe:3:1: profiles.discovery.script: "),
+            "{text}"
+        );
     }
 
     #[test]

@@ -54,6 +54,107 @@ pub struct NodeSpec {
     pub efi_file: Option<String>,
     /// Override of the profile's / `boot.arm64_file`.
     pub arm64_file: Option<String>,
+    /// The line of its `[[nodes]]` header in the config file.
+    #[serde(skip)]
+    pub line: usize,
+}
+
+/// The values that must be unique among nodes (MAC, IP, host name — case-insensitive),
+/// each with a description of its first owner: the config reader and runtime node edits
+/// check nodes through the same claims, so both refuse the same duplicates.
+#[derive(Debug, Default)]
+pub struct NodeClaims {
+    macs: HashMap<MacAddr, String>,
+    ips: HashMap<Ipv4Addr, String>,
+    hostnames: HashMap<String, String>,
+}
+
+/// A duplicate: what, which value, and who has it.
+fn duplicate(what: &str, value: impl std::fmt::Display, owner: &str) -> String {
+    format!("duplicate {what} {value}: already used by {owner}")
+}
+
+impl NodeClaims {
+    /// Claims a MAC for `owner`; a second claim is refused with the first owner.
+    pub fn mac(&mut self, mac: MacAddr, owner: &str) -> Result<(), String> {
+        match self.macs.get(&mac) {
+            Some(first) => Err(duplicate("MAC", mac, first)),
+            None => {
+                self.macs.insert(mac, owner.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// Claims an IP address for `owner`.
+    pub fn ip(&mut self, ip: Ipv4Addr, owner: &str) -> Result<(), String> {
+        match self.ips.get(&ip) {
+            Some(first) => Err(duplicate("IP address", ip, first)),
+            None => {
+                self.ips.insert(ip, owner.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks a host name's shape (RFC 1123) and claims it for `owner`.
+    pub fn hostname(&mut self, name: &str, owner: &str) -> Result<(), NodeValueError> {
+        let name = check_hostname(name).map_err(NodeValueError::Invalid)?;
+        let key = name.to_ascii_lowercase();
+        match self.hostnames.get(&key) {
+            Some(first) => Err(NodeValueError::Duplicate(duplicate(
+                "host name",
+                name,
+                first,
+            ))),
+            None => {
+                self.hostnames.insert(key, owner.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks one node's unique values (as the config file holds them) and claims them:
+    /// the runtime path's entry, the same rules as `[[nodes]]`.
+    pub fn node(
+        &mut self,
+        owner: &str,
+        hostname: Option<&str>,
+        ip: Option<Ipv4Addr>,
+        dhcp: &Dhcp,
+    ) -> Result<(), NodeValueError> {
+        if let Some(name) = hostname {
+            self.hostname(name, owner)?;
+        }
+        if let Some(ip) = ip {
+            self.ip(ip, owner).map_err(NodeValueError::Duplicate)?;
+            check_reserved_ip(dhcp, ip).map_err(NodeValueError::Invalid)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a node's value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeValueError {
+    /// Not a valid value (a host name with a space).
+    #[error("{0}")]
+    Invalid(String),
+    /// Already used by another node.
+    #[error("{0}")]
+    Duplicate(String),
+}
+
+/// In full mode a reserved address must be a host of one of the pools.
+fn check_reserved_ip(dhcp: &Dhcp, ip: Ipv4Addr) -> Result<(), String> {
+    if dhcp.mode == DhcpMode::Full && !dhcp.pools.iter().any(|p| p.subnet.is_host(ip)) {
+        let subnets: Vec<String> = dhcp.pools.iter().map(|p| p.subnet.to_string()).collect();
+        return Err(format!(
+            "reserved address {ip} is not a host address of any pool subnet ({})",
+            subnets.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// SMBIOS UUIDs as in option 97: 8-4-4-4-12 hex digits; stored lower case.
@@ -145,27 +246,33 @@ pub(super) fn read_nodes(
     groups: &BTreeMap<String, Group>,
 ) -> Vec<NodeSpec> {
     let sections = root.get("nodes").map(|f| cx.tables(&f)).unwrap_or_default();
-    // First owner of each MAC, IP and host name: (node path, line).
-    let mut macs: HashMap<MacAddr, (String, usize)> = HashMap::new();
-    let mut ips: HashMap<Ipv4Addr, (String, usize)> = HashMap::new();
-    let mut hostnames: HashMap<String, (String, usize)> = HashMap::new();
+    let mut claims = NodeClaims::default();
     let mut nodes = Vec::new();
     for s in &sections {
         s.check_keys(cx, &NODE_KEYS);
+        let line = cx.position(s.at).0;
         let mac = s.require(cx, "mac").and_then(|f| {
             let mac = cx.parsed(&f, parse_mac)?;
-            claim(cx, &f, "MAC", mac.to_string(), macs.get(&mac));
-            let line = cx.position(f.at).0;
-            macs.entry(mac).or_insert((s.path.clone(), line));
+            let owner = format!("{} (line {})", s.path, cx.position(f.at).0);
+            if let Err(e) = claims.mac(mac, &owner) {
+                cx.error(f.at, &f.path, e);
+            }
             Some(mac)
         });
         let hostname = s.get("hostname").and_then(|f| {
-            let name = cx.parsed(&f, check_hostname)?;
-            let key = name.to_ascii_lowercase();
-            claim(cx, &f, "host name", name.clone(), hostnames.get(&key));
-            let line = cx.position(f.at).0;
-            hostnames.entry(key).or_insert((s.path.clone(), line));
-            Some(name)
+            let name = cx.string(&f)?.to_string();
+            let owner = format!("{} (line {})", s.path, cx.position(f.at).0);
+            match claims.hostname(&name, &owner) {
+                Ok(()) => Some(name),
+                Err(e @ NodeValueError::Duplicate(_)) => {
+                    cx.error(f.at, &f.path, e.to_string());
+                    Some(name)
+                }
+                Err(e) => {
+                    cx.error(f.at, &f.path, e.to_string());
+                    None
+                }
+            }
         });
         let group = s.get("group").and_then(|f| {
             let name = cx.string(&f)?;
@@ -190,20 +297,12 @@ pub(super) fn read_nodes(
             .and_then(|f| check_profile_ref(cx, &f, profiles));
         let ip = s.get("ip").and_then(|f| {
             let ip = cx.parsed(&f, parse_ipv4)?;
-            claim(cx, &f, "IP address", ip.to_string(), ips.get(&ip));
-            let line = cx.position(f.at).0;
-            ips.entry(ip).or_insert((s.path.clone(), line));
-            if dhcp.mode == DhcpMode::Full && !dhcp.pools.iter().any(|p| p.subnet.is_host(ip)) {
-                let subnets: Vec<String> =
-                    dhcp.pools.iter().map(|p| p.subnet.to_string()).collect();
-                cx.error(
-                    f.at,
-                    &f.path,
-                    format!(
-                        "reserved address {ip} is not a host address of any pool subnet ({})",
-                        subnets.join(", ")
-                    ),
-                );
+            let owner = format!("{} (line {})", s.path, cx.position(f.at).0);
+            if let Err(e) = claims.ip(ip, &owner) {
+                cx.error(f.at, &f.path, e);
+            }
+            if let Err(e) = check_reserved_ip(dhcp, ip) {
+                cx.error(f.at, &f.path, e);
             }
             Some(ip)
         });
@@ -246,27 +345,11 @@ pub(super) fn read_nodes(
                 bios_file,
                 efi_file,
                 arm64_file,
+                line,
             });
         }
     }
     nodes
-}
-
-/// Reports a second use of a value that must be unique among nodes.
-fn claim(
-    cx: &mut Ctx<'_>,
-    f: &Field<'_>,
-    what: &str,
-    value: String,
-    first: Option<&(String, usize)>,
-) {
-    if let Some((owner, line)) = first {
-        cx.error(
-            f.at,
-            &f.path,
-            format!("duplicate {what} {value}: already used by {owner} (line {line})"),
-        );
-    }
 }
 
 fn read_vars(cx: &mut Ctx<'_>, f: &Field<'_>) -> BTreeMap<String, toml::Value> {

@@ -27,6 +27,17 @@ const MAX_MESSAGE: usize = 1024;
 /// History rows returned with a node.
 const HISTORY_LIMIT: usize = 1000;
 
+/// A node as the API shows it: `profile` is the effective one, `profile_source` where
+/// it came from (`node`, `group`, `hardware`, `default`), `node_profile` its own setting.
+pub fn node_view(app: &App, n: &Node) -> bootd_api::NodeView {
+    let effective = app.registry.effective_profile(n);
+    let mut v = n.view();
+    v.node_profile = n.profile.clone();
+    v.profile = Some(effective.name);
+    v.profile_source = Some(effective.source.as_str().to_string());
+    v
+}
+
 fn parse_mac(text: &str) -> Result<MacAddr, Response<Body>> {
     text.parse::<MacAddr>()
         .map_err(|e| error_response(StatusCode::BAD_REQUEST, e.to_string()))
@@ -35,7 +46,9 @@ fn parse_mac(text: &str) -> Result<MacAddr, Response<Body>> {
 pub(super) fn registry_error(e: RegistryError) -> Response<Body> {
     let status = match &e {
         RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
-        RegistryError::Exists(_) => StatusCode::CONFLICT,
+        RegistryError::Exists(_)
+        | RegistryError::Conflict(_)
+        | RegistryError::Configured { .. } => StatusCode::CONFLICT,
         RegistryError::Transition(crate::nodes::TransitionError::NotAllowed { .. }) => {
             StatusCode::CONFLICT
         }
@@ -136,7 +149,7 @@ pub fn list_nodes(app: &Arc<App>) -> Response<Body> {
         .list()
         .iter()
         .map(|n| NodeListEntry {
-            node: n.view(),
+            node: node_view(app, n),
             hardware: hardware.get(&n.mac.to_string()).cloned(),
         })
         .collect();
@@ -161,7 +174,7 @@ pub async fn show_node(app: &Arc<App>, mac: &str) -> Response<Body> {
         Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let detail = NodeDetail {
-        node: node.view(),
+        node: node_view(app, &node),
         history: history
             .iter()
             .map(|h| HistoryEntry {
@@ -217,11 +230,17 @@ pub async fn post_phase(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let custom = app.registry.custom_phases(node.profile.as_deref());
+    let custom = app.registry.phases_of(&node);
     let names: Vec<&str> = custom.iter().map(|(n, _)| n.as_str()).collect();
     let to = match Phase::parse(&body.phase, &names) {
         Ok(p) => p,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => {
+            let profile = app.registry.effective_profile(&node).name;
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("{e}; valid phases: {}", valid_phases(&names, &profile)),
+            );
+        }
     };
     let progress = match body.progress {
         Some(p) if p > 100 => {
@@ -246,6 +265,7 @@ pub async fn post_phase(
     if let Err(e) = facts.validate() {
         return error_response(StatusCode::BAD_REQUEST, e);
     }
+    let to_phase = to.clone();
     let req = PhaseRequest {
         to,
         progress,
@@ -269,11 +289,38 @@ pub async fn post_phase(
             return registry_error(e);
         }
     }
+    let node = app.registry.get(mac).map(|n| node_view(app, &n));
+    let stored = node.as_ref().map(|n| n.progress);
+    let band = crate::nodes::INSTALLING_BAND;
+    let note = match (&to_phase, operator, progress) {
+        (Phase::Installing, false, Some(asked)) if !band.contains(&asked) => Some(format!(
+            "installing progress is kept within {}–{}; stored {}",
+            band.start(),
+            band.end(),
+            stored.unwrap_or_default()
+        )),
+        _ => None,
+    };
     let answer = PhaseAnswer {
         changed: matches!(applied, Applied::Changed(_)),
-        node: app.registry.get(mac).map(|n| n.view()),
+        node,
+        progress: stored,
+        note,
     };
     json_response(StatusCode::OK, &answer)
+}
+
+/// The phases a callback may name: the built-in ones and the profile's own.
+fn valid_phases(custom: &[&str], profile: &str) -> String {
+    let builtin: Vec<&str> = crate::nodes::phase::BUILTIN
+        .iter()
+        .map(|(n, _, _)| *n)
+        .collect();
+    let mut text = builtin.join(", ");
+    if !custom.is_empty() {
+        text.push_str(&format!(" (profile {profile}: {})", custom.join(", ")));
+    }
+    text
 }
 
 /// The body of `POST /api/v1/nodes`.
@@ -302,7 +349,7 @@ pub async fn add_node(app: &Arc<App>, req: Request<Incoming>, caller: &Caller) -
     match app.registry.add(node).await {
         Ok(n) => {
             tracing::info!(%mac, operator = %caller.operator(), "node added");
-            json_response(StatusCode::CREATED, &n.view())
+            json_response(StatusCode::CREATED, &node_view(app, &n))
         }
         Err(e) => registry_error(e),
     }
@@ -350,10 +397,10 @@ pub async fn set_node(
         Ok(pair) => pair,
         Err(r) => return r,
     };
-    match app.registry.set(mac, &patch).await {
+    match app.registry.edit(mac, &patch).await {
         Ok(n) => {
             tracing::info!(%mac, operator = %caller.operator(), "node changed");
-            json_response(StatusCode::OK, &n.view())
+            json_response(StatusCode::OK, &node_view(app, &n))
         }
         Err(e) => registry_error(e),
     }
@@ -365,7 +412,7 @@ pub async fn remove_node(app: &Arc<App>, caller: &Caller, mac: &str) -> Response
         Ok(m) => m,
         Err(r) => return r,
     };
-    match app.registry.remove(mac).await {
+    match app.registry.remove_runtime(mac).await {
         Ok(()) => {
             tracing::info!(%mac, operator = %caller.operator(), "node removed");
             json_response(StatusCode::OK, &Removed { removed: mac })
@@ -469,7 +516,7 @@ pub async fn adopt_node(
     match app.registry.adopt(mac, &patch, caller.operator()).await {
         Ok(n) => {
             tracing::info!(%mac, operator = %caller.operator(), "discovered node adopted");
-            json_response(StatusCode::OK, &n.view())
+            json_response(StatusCode::OK, &node_view(app, &n))
         }
         Err(e) => registry_error(e),
     }

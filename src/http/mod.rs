@@ -48,6 +48,9 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> 
     let cfg = app.config();
     let limit = Arc::new(Semaphore::new(cfg.http.max_connections.max(1)));
     let header_timeout = cfg.http.header_timeout;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "HTTP listening on {addr}");
+    }
     let mut conns = tokio::task::JoinSet::new();
     loop {
         // A slot first, then accept: at the limit new connections wait in the kernel's

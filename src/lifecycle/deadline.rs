@@ -144,7 +144,7 @@ async fn scan(app: &Arc<App>, deploys: &mut HashMap<MacAddr, Deploy>) {
         let profile = deploy
             .profile
             .clone()
-            .unwrap_or_else(|| super::install_profile(&node, &cfg));
+            .unwrap_or_else(|| app.registry.effective_profile(&node).name);
         let Some(timeout) = cfg.profiles.get(&profile).and_then(|p| p.timeout) else {
             continue;
         };

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::task::JoinSet;
 
-/// Attempts of one `on_complete` delivery before the group shows an error.
+/// Attempts of one `on_complete` delivery before the group shows `hook_failed`.
 pub const HOOK_ATTEMPTS: u32 = 5;
 /// How often groups are re-evaluated without an event (reloads, restarts, lags).
 const RESCAN: Duration = Duration::from_secs(5);
@@ -63,10 +63,24 @@ fn is_live(p: &Phase) -> bool {
     matches!(p, Phase::Running | Phase::Clustered)
 }
 
+/// Before any boot: known to bootd, maybe being created by the provider.
+fn not_booted(p: &Phase) -> bool {
+    matches!(
+        p,
+        Phase::Discovered | Phase::Known | Phase::ServerRequested | Phase::Pending
+    )
+}
+
 /// A group's state and the reason behind it, from its members and its hook.
 pub fn group_state(members: &[&Node], hook: &HookState, has_hook: bool) -> (GroupState, String) {
     if members.is_empty() {
-        return (GroupState::InProgress, "the group has no nodes".into());
+        return (GroupState::Pending, "the group has no nodes".into());
+    }
+    if members.iter().all(|n| not_booted(&n.phase)) {
+        return (
+            GroupState::Pending,
+            format!("none of {} has booted yet", members.len()),
+        );
     }
     let stuck: Vec<&&Node> = members
         .iter()
@@ -86,7 +100,7 @@ pub fn group_state(members: &[&Node], hook: &HookState, has_hook: bool) -> (Grou
     }
     if let Some(n) = members.iter().find(|n| n.phase == Phase::Failed) {
         return (
-            GroupState::Error,
+            GroupState::MemberFailed,
             format!("{} failed: {}", n.mac, n.message),
         );
     }
@@ -101,7 +115,7 @@ pub fn group_state(members: &[&Node], hook: &HookState, has_hook: bool) -> (Grou
         );
     }
     match hook {
-        HookState::Failed(why) => (GroupState::Error, format!("on_complete failed: {why}")),
+        HookState::Failed(why) => (GroupState::HookFailed, format!("on_complete failed: {why}")),
         HookState::Sending {
             attempt,
             last_error,
@@ -347,7 +361,10 @@ mod tests {
         );
         assert_eq!(
             state(&[Running, Clustered], HookState::Failed("HTTP 500".into())),
-            (GroupState::Error, "on_complete failed: HTTP 500".into())
+            (
+                GroupState::HookFailed,
+                "on_complete failed: HTTP 500".into()
+            )
         );
         assert_eq!(
             state(&[Clustered, Clustered], HookState::Delivered).0,
@@ -361,9 +378,17 @@ mod tests {
         );
         assert_eq!(
             state(&[Failed, Running], HookState::Idle).0,
-            GroupState::Error
+            GroupState::MemberFailed
         );
-        assert_eq!(state(&[], HookState::Idle).0, GroupState::InProgress);
+        assert_eq!(state(&[], HookState::Idle).0, GroupState::Pending);
+        assert_eq!(
+            state(&[Known, Known], HookState::Idle),
+            (GroupState::Pending, "none of 2 has booted yet".into())
+        );
+        assert_eq!(
+            state(&[Known, Dhcp], HookState::Idle),
+            (GroupState::InProgress, "0 of 2 running".into())
+        );
         let (s, why) = state(
             &[Running],
             HookState::Sending {

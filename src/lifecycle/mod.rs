@@ -7,8 +7,6 @@ pub mod hook;
 pub mod reprovision;
 
 use crate::app::App;
-use crate::config::Config;
-use crate::nodes::Node;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -42,21 +40,6 @@ impl Lifecycle {
             });
         taken.ok().map(|_| StreamSlot(self.streams.clone()))
     }
-}
-
-/// The profile a node installs with: its own, else its group's, else the default
-/// (unlike `boot::select`, a local-boot setting does not count: this is what a
-/// reprovision installs and what a deployment's deadline is read from).
-pub fn install_profile(node: &Node, cfg: &Config) -> String {
-    node.profile
-        .clone()
-        .or_else(|| {
-            node.group
-                .as_ref()
-                .and_then(|g| cfg.groups.get(g))
-                .and_then(|g| g.profile.clone())
-        })
-        .unwrap_or_else(|| cfg.boot.default_profile.clone())
 }
 
 /// The lifecycle service: the deadline watcher and the group hooks, until shutdown.

@@ -93,7 +93,7 @@ pub async fn run(
         let profile = req
             .profile
             .clone()
-            .unwrap_or_else(|| super::install_profile(&node, &cfg));
+            .unwrap_or_else(|| app.registry.effective_profile(&node).name);
         let registry = |source| ReprovisionError::Registry { mac, source };
         let generation = app.registry.rotate_token(mac).await.map_err(registry)?;
         let patch = NodePatch {

@@ -3,12 +3,14 @@
 
 mod node;
 pub mod phase;
+mod profile;
 pub mod token;
 
 pub use node::{Node, NodeEvent, NodePatch, Origin};
 pub use phase::{Phase, TransitionError};
+pub use profile::{effective_profile, EffectiveProfile, ProfileSource};
 
-use crate::config::{BootMode, Config};
+use crate::config::{BootMode, Config, NodeClaims, NodeValueError};
 use crate::mac::MacAddr;
 use crate::store::{HistoryRow, Store, StoreError, TransitionRow};
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +31,16 @@ pub enum RegistryError {
     Transition(#[from] TransitionError),
     #[error("{0}")]
     Invalid(String),
+    /// A value another node already has (host name, IP).
+    #[error("{0}")]
+    Conflict(String),
+    /// The node is defined in the config file, which a reload would restore.
+    #[error("{mac} is defined in {file}:{line}; edit the file and reload")]
+    Configured {
+        mac: MacAddr,
+        file: String,
+        line: usize,
+    },
     #[error("state store: {0}")]
     Store(#[from] StoreError),
 }
@@ -63,6 +75,8 @@ pub struct Registry {
     upstreams: RwLock<Vec<String>>,
     /// Extra phases per profile with their progress.
     profile_phases: RwLock<HashMap<String, BTreeMap<String, u8>>>,
+    /// The configuration last applied: groups and defaults for the effective profile.
+    config: RwLock<Option<Arc<Config>>>,
 }
 
 impl Registry {
@@ -86,6 +100,7 @@ impl Registry {
             events,
             upstreams: RwLock::new(Vec::new()),
             profile_phases: RwLock::new(HashMap::new()),
+            config: RwLock::new(None),
         })
     }
 
@@ -146,6 +161,9 @@ impl Registry {
                 .map(|(name, prof)| (name.clone(), prof.phases.clone()))
                 .collect();
         }
+        if let Ok(mut c) = self.config.write() {
+            *c = Some(Arc::new(config.clone()));
+        }
         let mut pending = Vec::new();
         {
             let mut nodes = self.lock();
@@ -173,6 +191,59 @@ impl Registry {
         Ok(count)
     }
 
+    /// The configuration last applied.
+    fn applied(&self) -> Option<Arc<Config>> {
+        self.config.read().ok().and_then(|c| c.clone())
+    }
+
+    /// Checks the host name and IP a node would get against the rules of `[[nodes]]`
+    /// and every other node, with the config reader's own checks ([`NodeClaims`]).
+    fn check_values(
+        &self,
+        nodes: &HashMap<MacAddr, Node>,
+        mac: MacAddr,
+        hostname: Option<&str>,
+        ip: Option<std::net::Ipv4Addr>,
+    ) -> Result<(), RegistryError> {
+        if hostname.is_none() && ip.is_none() {
+            return Ok(());
+        }
+        let mut claims = NodeClaims::default();
+        for n in nodes.values().filter(|n| n.mac != mac) {
+            let owner = describe(n);
+            // Values the others already hold are claimed as they are; a clash among
+            // them is not this request's fault.
+            if let Some(h) = &n.hostname {
+                let _ = claims.hostname(h, &owner);
+            }
+            if let Some(ip) = n.ip {
+                let _ = claims.ip(ip, &owner);
+            }
+        }
+        let dhcp = self.applied().map(|c| c.dhcp.clone()).unwrap_or_default();
+        claims
+            .node(&mac.to_string(), hostname, ip, &dhcp)
+            .map_err(|e| match e {
+                NodeValueError::Invalid(m) => RegistryError::Invalid(m),
+                NodeValueError::Duplicate(m) => RegistryError::Conflict(m),
+            })
+    }
+
+    /// Refuses operator edits of a node the config file defines (a reload would undo them).
+    fn check_not_configured(&self, mac: MacAddr) -> Result<(), RegistryError> {
+        let Some(cfg) = self.applied() else {
+            return Ok(());
+        };
+        match (cfg.node(mac), &cfg.source) {
+            (Some(spec), Some(file)) => Err(RegistryError::Configured {
+                mac,
+                file: file.display().to_string(),
+                line: spec.line,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Adds a node at runtime (persisted; survives restarts).
     pub async fn add(&self, node: Node) -> Result<Node, RegistryError> {
         let pending = {
@@ -182,12 +253,35 @@ impl Registry {
                     return Err(RegistryError::Exists(node.mac));
                 }
             }
+            self.check_values(&nodes, node.mac, node.hostname.as_deref(), node.ip)?;
             let p = self.store.queue_node(node.to_row(), None)?;
             nodes.insert(node.mac, node.clone());
             p
         };
         self.commit_or_reload(node.mac, pending).await?;
         Ok(node)
+    }
+
+    /// An operator's change of a node: refused for nodes of the config file, and checked
+    /// like `[[nodes]]` (host name shape, unique host name and IP).
+    pub async fn edit(&self, mac: MacAddr, patch: &NodePatch) -> Result<Node, RegistryError> {
+        self.check_not_configured(mac)?;
+        {
+            let nodes = self.lock();
+            let existing = nodes.get(&mac).ok_or(RegistryError::NotFound(mac))?;
+            let mut n = existing.clone();
+            patch.apply(&mut n);
+            let hostname = patch.hostname.as_ref().and(n.hostname.as_deref());
+            let ip = patch.ip.as_ref().and(n.ip);
+            self.check_values(&nodes, mac, hostname, ip)?;
+        }
+        self.set(mac, patch).await
+    }
+
+    /// An operator's removal of a node: refused for nodes of the config file.
+    pub async fn remove_runtime(&self, mac: MacAddr) -> Result<(), RegistryError> {
+        self.check_not_configured(mac)?;
+        self.remove(mac).await
     }
 
     /// Changes fields of a node.
@@ -219,6 +313,14 @@ impl Registry {
             if n.origin != Origin::Discovered {
                 return Err(RegistryError::Invalid(format!("{mac} is already managed")));
             }
+            let mut next = n.clone();
+            patch.apply(&mut next);
+            let hostname = next.hostname.clone();
+            let ip = next.ip;
+            self.check_values(&nodes, mac, hostname.as_deref(), ip)?;
+            let Some(n) = nodes.get_mut(&mac) else {
+                return Err(RegistryError::NotFound(mac));
+            };
             patch.apply(n);
             n.origin = Origin::Runtime;
             n.updated_at = crate::store::now_rfc3339();
@@ -293,7 +395,29 @@ impl Registry {
         Ok(true)
     }
 
-    /// Extra phase names of a node's profile.
+    /// A node's effective profile under the configuration last applied (its own, else
+    /// its group's, else a hardware match, else `boot.default_profile`).
+    pub fn effective_profile(&self, node: &Node) -> EffectiveProfile {
+        let cfg = self.config.read().ok().and_then(|c| c.clone());
+        let Some(cfg) = cfg else {
+            return EffectiveProfile {
+                name: node.profile.clone().unwrap_or_default(),
+                source: ProfileSource::Node,
+            };
+        };
+        let mac = node.mac.to_string();
+        effective_profile(node, &cfg, &|| {
+            let row = self.store.latest_hardware(&mac).ok().flatten()?;
+            serde_json::from_str(&row.inventory).ok()
+        })
+    }
+
+    /// The extra phases of a node's effective profile.
+    pub fn phases_of(&self, node: &Node) -> Vec<(String, u8)> {
+        self.custom_phases(Some(&self.effective_profile(node).name))
+    }
+
+    /// Extra phase names of a profile.
     pub fn custom_phases(&self, profile: Option<&str>) -> Vec<(String, u8)> {
         let Some(profile) = profile else {
             return Vec::new();
@@ -313,6 +437,16 @@ impl Registry {
         mac: MacAddr,
         req: PhaseRequest,
     ) -> Result<Applied, RegistryError> {
+        // A custom phase's progress comes from the node's effective profile, resolved
+        // before the lock (a hardware match reads the store).
+        let custom = match (&req.to, self.get(mac)) {
+            (Phase::Custom(name), Some(node)) => self
+                .phases_of(&node)
+                .into_iter()
+                .find(|(n, _)| n.as_str() == &**name)
+                .map(|(_, p)| p),
+            _ => None,
+        };
         let (event, pending) = {
             let mut nodes = self.lock();
             let node = nodes.get_mut(&mac).ok_or(RegistryError::NotFound(mac))?;
@@ -329,7 +463,7 @@ impl Registry {
             if repeat && !progress_phase && !new_boot_step {
                 return Ok(Applied::Unchanged);
             }
-            let progress = self.progress_for(node, &req)?;
+            let progress = progress_for(node, &req, custom)?;
             if repeat && progress == node.progress && req.message == node.message {
                 return Ok(Applied::Unchanged);
             }
@@ -397,30 +531,6 @@ impl Registry {
         Ok(Applied::Changed(Box::new(event)))
     }
 
-    /// The progress to show after `req`: the request's own within the phase's band,
-    /// else the phase's default, else the current one.
-    fn progress_for(&self, node: &Node, req: &PhaseRequest) -> Result<u8, RegistryError> {
-        if let Some(p) = req.progress {
-            if p > 100 {
-                return Err(TransitionError::BadProgress(p as u32).into());
-            }
-        }
-        let custom = match &req.to {
-            Phase::Custom(name) => self
-                .custom_phases(node.profile.as_deref())
-                .into_iter()
-                .find(|(n, _)| n.as_str() == &**name)
-                .map(|(_, p)| p),
-            _ => None,
-        };
-        Ok(match (&req.to, req.progress) {
-            (Phase::Installing, Some(p)) if !req.force => p.clamp(30, 85),
-            (_, Some(p)) => p,
-            (Phase::Custom(_), None) => custom.unwrap_or(node.progress),
-            (to, None) => to.default_progress().unwrap_or(node.progress),
-        })
-    }
-
     /// Waits for a queued write; if it failed, puts the node back as stored.
     async fn commit_or_reload(
         &self,
@@ -453,4 +563,34 @@ impl Registry {
             None => true,
         }
     }
+}
+
+/// A node as a message names it: its MAC and host name.
+fn describe(n: &Node) -> String {
+    match &n.hostname {
+        Some(h) => format!("{} ({h})", n.mac),
+        None => n.mac.to_string(),
+    }
+}
+
+/// The band `installing` progress is kept within when a machine reports it.
+pub const INSTALLING_BAND: std::ops::RangeInclusive<u8> = 30..=85;
+
+/// The progress to show after `req`: the request's own (within the `installing` band
+/// for machines), else the custom phase's (`custom`), else the phase's default, else the
+/// current one.
+fn progress_for(node: &Node, req: &PhaseRequest, custom: Option<u8>) -> Result<u8, RegistryError> {
+    if let Some(p) = req.progress {
+        if p > 100 {
+            return Err(TransitionError::BadProgress(p as u32).into());
+        }
+    }
+    Ok(match (&req.to, req.progress) {
+        (Phase::Installing, Some(p)) if !req.force => {
+            p.clamp(*INSTALLING_BAND.start(), *INSTALLING_BAND.end())
+        }
+        (_, Some(p)) => p,
+        (Phase::Custom(_), None) => custom.unwrap_or(node.progress),
+        (to, None) => to.default_progress().unwrap_or(node.progress),
+    })
 }

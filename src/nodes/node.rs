@@ -194,12 +194,18 @@ impl Node {
         n
     }
 
-    /// Takes the configured fields of a spec, keeping phase and history.
+    /// Takes the configured fields of a spec, keeping phase and history. Facts a machine
+    /// reports at run time (its IP and host name at registration) stay unless the file
+    /// sets them: the config only overrides what it sets.
     pub fn apply_spec(&mut self, spec: &NodeSpec) {
-        self.hostname = spec.hostname.clone();
+        if spec.hostname.is_some() {
+            self.hostname = spec.hostname.clone();
+        }
         self.group = spec.group.clone();
         self.profile = spec.profile.clone();
-        self.ip = spec.ip;
+        if spec.ip.is_some() {
+            self.ip = spec.ip;
+        }
         self.uuid = spec.uuid.clone();
         self.provider_id = spec.provider_id.clone();
         self.health_url = spec.health_url.clone();
@@ -302,6 +308,8 @@ impl Node {
             hostname: self.hostname.clone(),
             group: self.group.clone(),
             profile: self.profile.clone(),
+            profile_source: None,
+            node_profile: self.profile.clone(),
             ip: self.ip,
             uuid: self.uuid.clone(),
             provider_id: self.provider_id.clone(),

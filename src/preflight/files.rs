@@ -296,7 +296,7 @@ fn check_one(cfg: &Config, file: &str, slot: Slot, keys: &[String], explicit: bo
                     root.display(),
                     slot.name()
                 ),
-                hint_for_missing(slot, &rel),
+                hint_for_missing(slot, root, &rel),
             )]
         }
         Err(OpenError::Denied) => {
@@ -350,14 +350,16 @@ fn check_one(cfg: &Config, file: &str, slot: Slot, keys: &[String], explicit: bo
     ]
 }
 
-fn hint_for_missing(slot: Slot, rel: &str) -> String {
+fn hint_for_missing(slot: Slot, assets: &std::path::Path, rel: &str) -> String {
+    let target = assets.join(rel);
+    let target = target.display();
     match slot {
         Slot::Bios | Slot::X64 => format!(
-            "copy it from the ipxe package (cp /usr/lib/ipxe/{} ASSETS_DIR/{rel}) or change the config key",
+            "copy it from the ipxe package (cp /usr/lib/ipxe/{} {target}) or change the config key",
             rel.rsplit('/').next().unwrap_or(rel)
         ),
         Slot::Arm64 => format!(
-            "put an arm64 iPXE build at ASSETS_DIR/{rel} (Debian's ipxe package has no arm64 build: \
+            "put an arm64 iPXE build at {target} (Debian's ipxe package has no arm64 build: \
              build iPXE's bin-arm64-efi/ipxe.efi) or ignore this if no ARM64 machine boots here"
         ),
     }

@@ -3,6 +3,7 @@
 
 mod files;
 mod network;
+mod owner;
 mod probe;
 mod state;
 mod system;

@@ -1,6 +1,7 @@
 //! Network checks: the listen ports are free (bound and released here, the way the
 //! daemon binds them) and the served interfaces exist, are up and have an IPv4 address.
 
+use super::owner::{holder, Proto};
 use super::{Check, Verdict};
 use crate::config::{Config, DhcpMode};
 use nix::net::if_::InterfaceFlags;
@@ -70,8 +71,27 @@ fn bind_problem(id: &'static str, addr: SocketAddr, key: &str, e: &std::io::Erro
 fn tcp_port(id: &'static str, addr: SocketAddr, key: &str) -> Check {
     match TcpListener::bind(addr) {
         Ok(_) => Check::ok(id, addr.to_string(), "free"),
-        Err(e) => bind_problem(id, addr, key, &e),
+        Err(e) => held_by_bootd(id, addr, Proto::Tcp, &e)
+            .unwrap_or_else(|| bind_problem(id, addr, key, &e)),
     }
+}
+
+/// A port in use by a running bootd (preflight on a live appliance) is fine.
+fn held_by_bootd(
+    id: &'static str,
+    addr: SocketAddr,
+    proto: Proto,
+    e: &std::io::Error,
+) -> Option<Check> {
+    if e.kind() != ErrorKind::AddrInUse {
+        return None;
+    }
+    let h = holder(proto, addr.port()).filter(|h| h.is_bootd())?;
+    Some(Check::ok(
+        id,
+        addr.to_string(),
+        format!("in use by bootd itself (pid {})", h.pid),
+    ))
 }
 
 /// Binds a UDP port alone; if it is taken and `shareable`, tries the daemon's own bind
@@ -82,6 +102,9 @@ fn udp_port(id: &'static str, addr: SocketAddr, key: &str, shareable: bool) -> C
         Ok(_) => return Check::ok(id, addr.to_string(), "free"),
         Err(e) => e,
     };
+    if let Some(ours) = held_by_bootd(id, addr, Proto::Udp, &e) {
+        return ours;
+    }
     if e.kind() == ErrorKind::AddrInUse && shareable {
         if let Ok(_shared) = crate::dhcp::socket::bind_udp(addr.port()) {
             return Check::new(

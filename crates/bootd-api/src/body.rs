@@ -21,7 +21,15 @@ pub struct NodeView {
     pub mac: MacAddr,
     pub hostname: Option<String>,
     pub group: Option<String>,
+    /// The effective profile: the node's own, else its group's, else one matched by
+    /// hardware, else `boot.default_profile`.
     pub profile: Option<String>,
+    /// Where `profile` came from: `node`, `group`, `hardware` or `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_source: Option<String>,
+    /// The node's own `profile` setting.
+    #[serde(default)]
+    pub node_profile: Option<String>,
     pub ip: Option<Ipv4Addr>,
     pub uuid: Option<String>,
     pub provider_id: Option<String>,
@@ -211,21 +219,28 @@ pub struct GroupMember {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupState {
+    /// No member has booted yet (or the group has none).
+    Pending,
     InProgress,
     Completed,
     Clustered,
     Timeout,
-    Error,
+    /// A member failed.
+    MemberFailed,
+    /// Every member runs but `on_complete` gave up.
+    HookFailed,
 }
 
 impl fmt::Display for GroupState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            GroupState::Pending => "pending",
             GroupState::InProgress => "in_progress",
             GroupState::Completed => "completed",
             GroupState::Clustered => "clustered",
             GroupState::Timeout => "timeout",
-            GroupState::Error => "error",
+            GroupState::MemberFailed => "member_failed",
+            GroupState::HookFailed => "hook_failed",
         })
     }
 }
@@ -311,6 +326,12 @@ pub struct PhasePost {
 pub struct PhaseAnswer {
     pub changed: bool,
     pub node: Option<NodeView>,
+    /// The progress stored (a callback's value may be kept within its phase's band).
+    #[serde(default)]
+    pub progress: Option<u8>,
+    /// Why the stored progress differs from the one asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// `POST /api/v1/reload`.
@@ -476,7 +497,7 @@ mod tests {
     fn node_json() -> Value {
         serde_json::json!({
             "mac": "52:54:00:aa:00:01", "hostname": "web1", "group": null, "profile": "p",
-            "ip": "10.0.0.5", "uuid": null, "provider_id": null, "health_url": null,
+            "profile_source": "node", "node_profile": "p", "ip": "10.0.0.5", "uuid": null, "provider_id": null, "health_url": null,
             "console_url": null, "boot": "profile", "next_boot": null, "vars": {"a": 1},
             "origin": "runtime", "phase": "foundation_boot", "progress": 40, "message": "m",
             "seq": 7, "created_at": "2026-11-23T09:00:00.000Z",
