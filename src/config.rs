@@ -343,6 +343,8 @@ pub struct Profile {
     /// (`match = { product = "PowerEdge R650" }`); every fact must equal the inventory's.
     #[serde(rename = "match")]
     pub matches: BTreeMap<String, String>,
+    /// Readiness checks (`ready = [ { ssh = 22 } ]`): all pass → health_validation.
+    pub ready: Vec<crate::ready::Check>,
 }
 
 /// Inventory facts a profile's `match` may name.
@@ -408,6 +410,12 @@ pub struct Health {
     /// How long a node must keep failing before it is `unhealthy`.
     #[serde(serialize_with = "serialize_duration")]
     pub unhealthy_after: Duration,
+    /// How often a node waiting for its profile's `ready` checks is checked.
+    #[serde(serialize_with = "serialize_duration")]
+    pub ready_interval: Duration,
+    /// The bound of one readiness check.
+    #[serde(serialize_with = "serialize_duration")]
+    pub ready_timeout: Duration,
 }
 
 /// `[[upstream]]`: a provider API that receives phase events.
@@ -823,6 +831,7 @@ impl Profile {
             arm64_file: None,
             power_cycle: None,
             matches: BTreeMap::new(),
+            ready: Vec::new(),
         }
     }
 }
@@ -879,6 +888,8 @@ impl Default for Health {
         Health {
             interval: DEFAULT_HEALTH_INTERVAL,
             unhealthy_after: DEFAULT_UNHEALTHY_AFTER,
+            ready_interval: crate::ready::DEFAULT_READY_INTERVAL,
+            ready_timeout: crate::ready::DEFAULT_READY_TIMEOUT,
         }
     }
 }
@@ -2035,7 +2046,15 @@ fn read_body_limit(cx: &mut Ctx<'_>, f: &Field<'_>) -> Option<u64> {
 }
 
 fn read_health(cx: &mut Ctx<'_>, s: &Section<'_>) -> Health {
-    s.check_keys(cx, &["interval", "unhealthy_after"]);
+    s.check_keys(
+        cx,
+        &[
+            "interval",
+            "unhealthy_after",
+            "ready_interval",
+            "ready_timeout",
+        ],
+    );
     let d = Health::default();
     let interval = s
         .get("interval")
@@ -2060,9 +2079,20 @@ fn read_health(cx: &mut Ctx<'_>, s: &Section<'_>) -> Health {
             ),
         );
     }
+    use crate::ready::{READY_INTERVAL_MAX, READY_MIN, READY_TIMEOUT_MAX};
+    let ready_interval = s
+        .get("ready_interval")
+        .and_then(|f| cx.duration(&f, READY_MIN, READY_INTERVAL_MAX))
+        .unwrap_or(d.ready_interval);
+    let ready_timeout = s
+        .get("ready_timeout")
+        .and_then(|f| cx.duration(&f, READY_MIN, READY_TIMEOUT_MAX))
+        .unwrap_or(d.ready_timeout);
     Health {
         interval,
         unhealthy_after,
+        ready_interval,
+        ready_timeout,
     }
 }
 
@@ -2129,6 +2159,7 @@ fn read_profiles(
                 "arm64_file",
                 "power_cycle",
                 "match",
+                "ready",
             ],
         );
         let script = p
@@ -2158,6 +2189,13 @@ fn read_profiles(
             .get("match")
             .map(|f| read_match(cx, &f))
             .unwrap_or_default();
+        let ready = p.get("ready").map_or_else(Vec::new, |f| {
+            let (checks, errors) = crate::ready::spec::parse(f.item, &f.path, f.at);
+            for e in errors {
+                cx.error(e.at, &e.path, e.message);
+            }
+            checks
+        });
         profiles.insert(
             entry.name.to_string(),
             Profile {
@@ -2171,6 +2209,7 @@ fn read_profiles(
                 arm64_file,
                 power_cycle,
                 matches,
+                ready,
             },
         );
     }
@@ -3032,6 +3071,9 @@ mod tests {
         assert_eq!(c.profiles.get("u").map(|p| p.loader), Some(Loader::Grub));
         assert!(c.node(n.mac).is_some());
         let json = toml::to_string(&c.health).unwrap_or_default();
-        assert_eq!(json, "interval = \"30s\"\nunhealthy_after = \"1m\"\n");
+        assert_eq!(
+            json,
+            "interval = \"30s\"\nunhealthy_after = \"1m\"\nready_interval = \"30s\"\nready_timeout = \"10s\"\n"
+        );
     }
 }

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod peers;
 pub mod preflight;
+pub mod ready;
 pub mod relay;
 pub mod services;
 pub mod store;
