@@ -19,6 +19,7 @@ pub mod nodes;
 pub mod outbound;
 pub mod peers;
 pub mod preflight;
+pub mod ready;
 pub mod relay;
 pub mod store;
 pub mod supervise;

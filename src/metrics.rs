@@ -113,6 +113,15 @@ impl Metrics {
     /// The text exposition, after refreshing the sampled gauges.
     pub fn render(&self, by_phase: &BTreeMap<String, u64>, uptime_secs: u64) -> String {
         self.nodes.clear();
+        // Every built-in phase is exported, 0 when empty, so a series does not vanish
+        // (and rate()/absent() alerts keep working) when its last node moves on.
+        for (name, _, _) in crate::nodes::phase::BUILTIN {
+            self.nodes
+                .get_or_create(&PhaseLabel {
+                    phase: (*name).to_string(),
+                })
+                .set(0);
+        }
         for (phase, n) in by_phase {
             self.nodes
                 .get_or_create(&PhaseLabel {
@@ -149,4 +158,38 @@ fn read_proc_stat() -> Option<(i64, i64)> {
     let rss_pages: i64 = f.get(21)?.parse().ok()?;
     let page = 4096i64;
     Some((rss_pages * page, (utime + stime) * 1000 / ticks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_phase_is_exported_with_zero_when_empty() {
+        let m = Metrics::new();
+        let by_phase = BTreeMap::from([
+            ("running".to_string(), 3),
+            ("foundation_boot".to_string(), 1),
+        ]);
+        let text = m.render(&by_phase, 5);
+        for (name, _, _) in crate::nodes::phase::BUILTIN {
+            let want = match *name {
+                "running" => 3,
+                _ => 0,
+            };
+            let line = format!("bootd_nodes{{phase=\"{name}\"}} {want}\n");
+            assert!(text.contains(&line), "missing {line:?} in\n{text}");
+        }
+        assert!(
+            text.contains("bootd_nodes{phase=\"foundation_boot\"} 1\n"),
+            "{text}"
+        );
+        // Once its nodes are gone a profile's own phase goes away; built-in ones stay at 0.
+        let text = m.render(&BTreeMap::new(), 6);
+        assert!(
+            text.contains("bootd_nodes{phase=\"running\"} 0\n"),
+            "{text}"
+        );
+        assert!(!text.contains("foundation_boot"), "{text}");
+    }
 }

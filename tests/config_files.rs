@@ -224,3 +224,58 @@ fn damaged_files_give_positions_inside_the_file() {
         "only {failures} damaged variants were refused"
     );
 }
+
+const READY_BASE: &str =
+    "[server]\nstate_dir = \"/tmp/s\"\npublic_url = \"http://10.0.0.1:8080\"\n";
+
+#[test]
+fn profile_ready_checks_and_health_ready_keys() {
+    use bootd::ready::Check;
+    let path = Path::new("ready.toml");
+    let text = format!(
+        "{READY_BASE}[health]\nready_interval = \"15s\"\nready_timeout = \"3s\"\n\
+         [profiles.pve]\nscript = \"pve.ipxe\"\n\
+         ready = [ {{ ssh = 22 }}, {{ tcp = 8006 }}, {{ http = \"https://{{{{ hostname }}}}:8006/api2/json/version\" }} ]\n\
+         [profiles.plain]\nscript = \"plain.ipxe\"\n"
+    );
+    let c = Config::parse_str(&text, path, &accept_all).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.health.ready_interval, Duration::from_secs(15));
+    assert_eq!(c.health.ready_timeout, Duration::from_secs(3));
+    assert_eq!(
+        c.profiles.get("pve").map(|p| p.ready.clone()),
+        Some(vec![
+            Check::Ssh(22),
+            Check::Tcp(8006),
+            Check::Http("https://{{ hostname }}:8006/api2/json/version".into())
+        ])
+    );
+    assert_eq!(c.profiles.get("plain").map(|p| p.ready.len()), Some(0));
+    // Defaults.
+    let d = Config::parse_str(READY_BASE, path, &accept_all).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(d.health.ready_interval, Duration::from_secs(30));
+    assert_eq!(d.health.ready_timeout, Duration::from_secs(10));
+}
+
+#[test]
+fn bad_ready_checks_are_reported_with_file_line_col() {
+    let path = Path::new("ready.toml");
+    let text = format!(
+        "{READY_BASE}[health]\nready_timeout = \"0s\"\nready_interval = 30\n\
+         [profiles.pve]\nscript = \"pve.ipxe\"\n\
+         ready = [ {{ ssh = 22 }}, {{ ping = 1 }}, {{ tcp = 0 }}, {{ http = \"http://{{{{ ip \" }} ]\n"
+    );
+    let Err(ConfigErrors(errors)) = Config::parse_str(&text, path, &accept_all) else {
+        panic!("must fail")
+    };
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "ready.toml:5:17: health.ready_timeout: must be between 1s and 5m, found 0s",
+            "ready.toml:6:18: health.ready_interval: expected a duration string such as \"30s\", found an integer",
+            "ready.toml:9:27: profiles.pve.ready[1].ping: unknown check kind \"ping\"; expected one of ssh, tcp, http",
+            "ready.toml:9:47: profiles.pve.ready[2].tcp: must be a port between 1 and 65535, found 0",
+            "ready.toml:9:61: profiles.pve.ready[3].http: template error: unexpected end of input, expected end of variable block (line 1)",
+        ]
+    );
+}

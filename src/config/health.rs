@@ -25,6 +25,12 @@ pub struct Health {
     /// How long a node must keep failing before it is `unhealthy`.
     #[serde(serialize_with = "serialize_duration")]
     pub unhealthy_after: Duration,
+    /// How often a node waiting for its profile's `ready` checks is checked.
+    #[serde(serialize_with = "serialize_duration")]
+    pub ready_interval: Duration,
+    /// The bound of one readiness check.
+    #[serde(serialize_with = "serialize_duration")]
+    pub ready_timeout: Duration,
 }
 
 impl Default for Health {
@@ -32,12 +38,22 @@ impl Default for Health {
         Health {
             interval: DEFAULT_HEALTH_INTERVAL,
             unhealthy_after: DEFAULT_UNHEALTHY_AFTER,
+            ready_interval: crate::ready::DEFAULT_READY_INTERVAL,
+            ready_timeout: crate::ready::DEFAULT_READY_TIMEOUT,
         }
     }
 }
 
 pub(super) fn read_health(cx: &mut Ctx<'_>, s: &Section<'_>) -> Health {
-    s.check_keys(cx, &["interval", "unhealthy_after"]);
+    s.check_keys(
+        cx,
+        &[
+            "interval",
+            "unhealthy_after",
+            "ready_interval",
+            "ready_timeout",
+        ],
+    );
     let d = Health::default();
     let interval = s
         .get("interval")
@@ -62,9 +78,20 @@ pub(super) fn read_health(cx: &mut Ctx<'_>, s: &Section<'_>) -> Health {
             ),
         );
     }
+    use crate::ready::{READY_INTERVAL_MAX, READY_MIN, READY_TIMEOUT_MAX};
+    let ready_interval = s
+        .get("ready_interval")
+        .and_then(|f| cx.duration(&f, READY_MIN, READY_INTERVAL_MAX))
+        .unwrap_or(d.ready_interval);
+    let ready_timeout = s
+        .get("ready_timeout")
+        .and_then(|f| cx.duration(&f, READY_MIN, READY_TIMEOUT_MAX))
+        .unwrap_or(d.ready_timeout);
     Health {
         interval,
         unhealthy_after,
+        ready_interval,
+        ready_timeout,
     }
 }
 
@@ -77,7 +104,10 @@ mod tests {
     fn serializes_durations_as_text() {
         let c = defaults();
         let text = toml::to_string(&c.health).unwrap_or_default();
-        assert_eq!(text, "interval = \"30s\"\nunhealthy_after = \"1m\"\n");
+        assert_eq!(
+            text,
+            "interval = \"30s\"\nunhealthy_after = \"1m\"\nready_interval = \"30s\"\nready_timeout = \"10s\"\n"
+        );
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub struct Profile {
     /// (`match = { product = "PowerEdge R650" }`); every fact must equal the inventory's.
     #[serde(rename = "match")]
     pub matches: BTreeMap<String, String>,
+    /// Readiness checks (`ready = [ { ssh = 22 } ]`): all pass → health_validation.
+    pub ready: Vec<crate::ready::Check>,
 }
 
 /// Inventory facts a profile's `match` may name.
@@ -119,6 +121,7 @@ impl Profile {
             arm64_file: None,
             power_cycle: None,
             matches: BTreeMap::new(),
+            ready: Vec::new(),
         }
     }
 }
@@ -173,6 +176,7 @@ pub(super) fn read_profiles(
                 "arm64_file",
                 "power_cycle",
                 "match",
+                "ready",
             ],
         );
         let script = p
@@ -202,6 +206,13 @@ pub(super) fn read_profiles(
             .get("match")
             .map(|f| read_match(cx, &f))
             .unwrap_or_default();
+        let ready = p.get("ready").map_or_else(Vec::new, |f| {
+            let (checks, errors) = crate::ready::spec::parse(f.item, &f.path, f.at);
+            for e in errors {
+                cx.error(e.at, &e.path, e.message);
+            }
+            checks
+        });
         profiles.insert(
             entry.name.to_string(),
             Profile {
@@ -215,6 +226,7 @@ pub(super) fn read_profiles(
                 arm64_file,
                 power_cycle,
                 matches,
+                ready,
             },
         );
     }
