@@ -99,11 +99,16 @@ install_packages "$force"
 step "test guest"
 bash tests/guest/build-guest.sh
 
-step "cargo test --all-targets"
+step "cargo test --workspace --all-targets"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 rc=0
-timeout -k 30 "$TEST_TIMEOUT_SECS" cargo test --all-targets 2>&1 | tee "$log" || rc=$?
+# The tests run the workspace's binaries (bootctl, bootd-storm are other packages than the
+# root's, so `cargo test` alone need not link them): build every binary first.
+timeout -k 30 "$TEST_TIMEOUT_SECS" cargo build --workspace --bins 2>&1 | tail -n 3 || rc=$?
+[ "$rc" -eq 0 ] || die "cargo build --workspace --bins failed"
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+timeout -k 30 "$TEST_TIMEOUT_SECS" cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log" || rc=$?
 # A pipeline's status is tee's unless pipefail: it is set, so rc is cargo's (or timeout's).
 
 step "summary"
