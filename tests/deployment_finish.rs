@@ -255,10 +255,7 @@ provider_id = "srv-b"
     let v = node(&d, MAC);
     assert_eq!(v["health"], "unhealthy");
     assert!(
-        v["error_message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("503"),
+        v["error_message"].as_str().unwrap_or("").contains("503"),
         "{v}"
     );
     world.healthy.store(true, Ordering::SeqCst);

@@ -185,10 +185,6 @@ pub async fn show_node(app: &Arc<App>, mac: &str) -> Response<Body> {
             view.reprovision_started = Some(Timestamp::from_stored(&at));
         }
     }
-    if node.phase.is_error() {
-        // The error stays in error_message; message is the last progress text.
-        view.message = reprovision::progress_message(&history).unwrap_or_default();
-    }
     let detail = NodeDetail {
         node: view,
         history: history

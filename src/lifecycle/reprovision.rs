@@ -189,16 +189,6 @@ pub fn started_in(history: &[crate::store::HistoryRow]) -> Option<String> {
         .map(|h| h.at.clone())
 }
 
-/// The last progress message in a history (oldest first): the newest row into a phase
-/// that is not an error one.
-pub fn progress_message(history: &[crate::store::HistoryRow]) -> Option<String> {
-    history
-        .iter()
-        .rev()
-        .find(|h| !Phase::from_stored(&h.to).is_error())
-        .map(|h| h.message.clone())
-}
-
 /// Calls each power-cycle hook once (a machine must not be cycled twice by a retry);
 /// the outcome per MAC: `{"status": "ok", "http": 200}` or `{"status": "failed", "error"}`.
 async fn power_cycle(
@@ -284,7 +274,7 @@ mod tests {
     }
 
     #[test]
-    fn start_and_progress_message_come_from_history() {
+    fn the_start_comes_from_history() {
         let h = vec![
             row(
                 "server_requested",
@@ -303,7 +293,6 @@ mod tests {
             row("timeout", "deadline", "no progress", "t5"),
         ];
         assert_eq!(started_in(&h).as_deref(), Some("t3"));
-        assert_eq!(progress_message(&h).as_deref(), Some("up"));
         assert_eq!(started_in(&h[1..2]), None);
     }
 }

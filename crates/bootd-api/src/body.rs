@@ -60,8 +60,8 @@ pub struct NodeView {
     /// When the last reprovision began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reprovision_started: Option<Timestamp>,
-    /// Why the node is failed, timed out, unhealthy or stopped (kept apart from the
-    /// progress `message`, which then holds the last progress text).
+    /// Why the node is failed, timed out, unhealthy or stopped; absent otherwise, so a
+    /// progress `message` is never taken for an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
 }
