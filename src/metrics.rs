@@ -6,14 +6,52 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
 /// Label of a per-phase gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabel {
     pub phase: String,
+}
+
+/// Label of per-profile series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProfileLabel {
+    pub profile: String,
+}
+
+/// A gauge with a fractional value.
+pub type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Buckets of `bootd_deployment_seconds`: 30 s doubling to about 8.5 h.
+fn deployment_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(30.0, 2.0, 10))
+}
+
+/// Phases that end a deployment, for `bootd_boot_success_ratio`: a success is `running`
+/// or `clustered`, a failure `failed` or `timeout`.
+pub const FINISHED_OK: &[&str] = &["running", "clustered"];
+pub const FINISHED_BAD: &[&str] = &["failed", "timeout"];
+
+/// Per profile: (succeeded, finished) deployments among `(profile, phase)` pairs.
+pub fn success_counts<'a>(
+    nodes: impl Iterator<Item = (&'a str, &'a str)>,
+) -> BTreeMap<String, (u64, u64)> {
+    let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (profile, phase) in nodes {
+        let ok = FINISHED_OK.contains(&phase);
+        if !ok && !FINISHED_BAD.contains(&phase) {
+            continue;
+        }
+        let e = out.entry(profile.to_string()).or_default();
+        e.0 += u64::from(ok);
+        e.1 += 1;
+    }
+    out
 }
 
 /// Label set of HTTP request counters.
@@ -36,6 +74,18 @@ pub struct Metrics {
     /// Sampled when /metrics is read.
     pub asset_cache_bytes: Gauge,
     pub renders: Counter,
+    /// Running or clustered over finished deployments, by profile (sampled).
+    boot_success_ratio: Family<ProfileLabel, FloatGauge>,
+    /// Seconds from a deployment's start to `running`, by profile.
+    pub deployment_seconds: Family<ProfileLabel, Histogram, fn() -> Histogram>,
+    /// Bound, unexpired DHCP leases (sampled).
+    pub dhcp_leases_active: Gauge,
+    /// Events waiting in the relay outbox (sampled).
+    pub relay_backlog: Gauge,
+    /// Unix time of the health monitor's last complete round.
+    pub health_last_round: FloatGauge,
+    /// Nodes polled in that round.
+    pub health_nodes_checked: Gauge,
 }
 
 impl Default for Metrics {
@@ -90,7 +140,52 @@ impl Metrics {
             "Boot scripts and configs rendered",
             renders.clone(),
         );
+        let boot_success_ratio = Family::<ProfileLabel, FloatGauge>::default();
+        registry.register(
+            "boot_success_ratio",
+            "Deployments that reached running or clustered over finished ones, by profile",
+            boot_success_ratio.clone(),
+        );
+        let deployment_seconds =
+            Family::<ProfileLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                deployment_histogram,
+            );
+        registry.register(
+            "deployment_seconds",
+            "Seconds from the start of a deployment to running, by profile",
+            deployment_seconds.clone(),
+        );
+        let dhcp_leases_active = Gauge::default();
+        registry.register(
+            "dhcp_leases_active",
+            "Bound DHCP leases that have not expired",
+            dhcp_leases_active.clone(),
+        );
+        let relay_backlog = Gauge::default();
+        registry.register(
+            "relay_backlog",
+            "Events waiting in the relay outbox",
+            relay_backlog.clone(),
+        );
+        let health_last_round = FloatGauge::default();
+        registry.register(
+            "health_last_round_timestamp_seconds",
+            "Unix time of the health monitor's last complete round",
+            health_last_round.clone(),
+        );
+        let health_nodes_checked = Gauge::default();
+        registry.register(
+            "health_nodes_checked",
+            "Nodes polled in the health monitor's last complete round",
+            health_nodes_checked.clone(),
+        );
         Metrics {
+            boot_success_ratio,
+            deployment_seconds,
+            dhcp_leases_active,
+            relay_backlog,
+            health_last_round,
+            health_nodes_checked,
             registry: Mutex::new(registry),
             nodes,
             resident,
@@ -101,6 +196,19 @@ impl Metrics {
             http_bytes,
             asset_cache_bytes,
             renders,
+        }
+    }
+
+    /// Sets `bootd_boot_success_ratio` from `(effective profile, phase)` of every node;
+    /// a profile with no finished deployment has no series.
+    pub fn sample_success<'a>(&self, nodes: impl Iterator<Item = (&'a str, &'a str)>) {
+        self.boot_success_ratio.clear();
+        for (profile, (ok, all)) in success_counts(nodes) {
+            if all > 0 {
+                self.boot_success_ratio
+                    .get_or_create(&ProfileLabel { profile })
+                    .set(ok as f64 / all as f64);
+            }
         }
     }
 
@@ -163,6 +271,41 @@ fn read_proc_stat() -> Option<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn success_ratio_counts_finished_deployments_only() {
+        let nodes = [
+            ("ubuntu", "running"),
+            ("ubuntu", "clustered"),
+            ("ubuntu", "timeout"),
+            ("ubuntu", "installing"),
+            ("talos", "failed"),
+            ("talos", "unhealthy"),
+        ];
+        let c = success_counts(nodes.iter().copied());
+        assert_eq!(c.get("ubuntu"), Some(&(2, 3)));
+        assert_eq!(c.get("talos"), Some(&(0, 1)));
+        let m = Metrics::new();
+        m.sample_success(nodes.iter().copied());
+        m.deployment_seconds
+            .get_or_create(&ProfileLabel {
+                profile: "ubuntu".into(),
+            })
+            .observe(95.0);
+        let text = m.render(&BTreeMap::new(), 1);
+        assert!(
+            text.contains("bootd_boot_success_ratio{profile=\"ubuntu\"} 0.666"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bootd_deployment_seconds_count{profile=\"ubuntu\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bootd_health_last_round_timestamp_seconds"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn every_builtin_phase_is_exported_with_zero_when_empty() {

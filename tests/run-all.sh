@@ -17,13 +17,14 @@ export PATH="${HOME:-/root}/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:
 
 # What the tests use: QEMU PXE clients and firmware, the guest build, reference servers
 # and real clients (DHCP, TFTP, HTTP), packet capture, a C compiler for bundled SQLite,
-# headless Chromium for the monitoring page.
+# headless Chromium for the monitoring page, Prometheus scraping bootd's metrics.
 PACKAGES=(
     qemu-system-x86 ipxe ovmf busybox-static file xz-utils
     dnsmasq-base atftp tftp-hpa curl iproute2 tcpdump udhcpc isc-dhcp-client kea-admin
     sqlite3 python3 build-essential pkg-config lshw dmidecode
     debootstrap zstd systemd chromium qemu-system-arm qemu-efi-aarch64 cpio
     syslinux syslinux-common mtools dosfstools fdisk e2fsprogs qemu-utils
+    prometheus
 )
 APT_LOCK_WAIT_SECS=600
 APT_TRIES=3

@@ -83,6 +83,9 @@ pub struct Profile {
     pub matches: BTreeMap<String, String>,
     /// Readiness checks (`ready = [ { ssh = 22 } ]`): all pass → health_validation.
     pub ready: Vec<crate::ready::Check>,
+    /// Phases besides `registered` in which `ready` checks run (`ready_from =
+    /// ["installing"]`): for systems that never post `registered` (Talos).
+    pub ready_from: Vec<String>,
 }
 
 /// Inventory facts a profile's `match` may name.
@@ -122,6 +125,7 @@ impl Profile {
             power_cycle: None,
             matches: BTreeMap::new(),
             ready: Vec::new(),
+            ready_from: Vec::new(),
         }
     }
 }
@@ -177,6 +181,7 @@ pub(super) fn read_profiles(
                 "power_cycle",
                 "match",
                 "ready",
+                "ready_from",
             ],
         );
         let script = p
@@ -213,6 +218,10 @@ pub(super) fn read_profiles(
             }
             checks
         });
+        let ready_from = p
+            .get("ready_from")
+            .map(|f| read_ready_from(cx, &f, &phases))
+            .unwrap_or_default();
         profiles.insert(
             entry.name.to_string(),
             Profile {
@@ -227,10 +236,36 @@ pub(super) fn read_profiles(
                 power_cycle,
                 matches,
                 ready,
+                ready_from,
             },
         );
     }
     profiles
+}
+
+/// Phases `ready_from` may name: the post-install ones a machine may sit in (and the
+/// profile's own phases).
+pub const READY_FROM_PHASES: &[&str] = &["config_requested", "installing", "registered"];
+
+/// `ready_from = ["installing", ...]`: built-in post-install phases or the profile's own.
+fn read_ready_from(cx: &mut Ctx<'_>, f: &Field<'_>, own: &BTreeMap<String, u8>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, at) in cx.strings(f).unwrap_or_default() {
+        if READY_FROM_PHASES.contains(&name) || own.contains_key(name) {
+            out.push(name.to_string());
+        } else {
+            cx.error(
+                at.at,
+                &at.path,
+                format!(
+                    "{name:?} is not a phase readiness can start from; expected one of {} \
+                     or a phase of this profile",
+                    READY_FROM_PHASES.join(", ")
+                ),
+            );
+        }
+    }
+    out
 }
 
 /// `match = { fact = "value", ... }` of a profile: known facts, string values.

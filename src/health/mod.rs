@@ -2,8 +2,12 @@
 //! in `health.interval`, and turns the results into `running` / `unhealthy` / `stopped`.
 
 mod decide;
+pub mod provider;
 
-pub use decide::{decide, offset, stopped_state, wants_provider, watched, STOPPED_STATES};
+pub use decide::{
+    decide, early, early_step, offset, recovery_phase, state_text, stopped_state, wants_provider,
+    watched, STOPPED_STATES,
+};
 
 use crate::app::App;
 use crate::config::Config;
@@ -34,15 +38,57 @@ const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANU
     .remove(b'~');
 /// `User-Agent` of health polls (a node's own health endpoint may log it).
 const HEALTH_AGENT: &str = concat!("bootd-health/", env!("CARGO_PKG_VERSION"));
+/// History rows read to find the phase a recovering node returns to.
+const RECOVERY_HISTORY: usize = 50;
 /// Results waiting for the monitor loop.
 const RESULT_QUEUE: usize = 1024;
 
 /// A provider status endpoint of one `[[upstream]]`.
-struct StatusSource {
-    upstream: String,
+pub(crate) struct StatusSource {
+    pub(crate) upstream: crate::config::Upstream,
     template: String,
     secret: Option<Secret>,
     client: HttpClient,
+}
+
+/// Builds the status sources of the `[[upstream]]`s that have a `status_url`.
+pub(crate) fn status_sources(cfg: &Config, timeout: Duration) -> Vec<StatusSource> {
+    let mut providers = Vec::new();
+    for u in &cfg.upstream {
+        let Some(template) = &u.status_url else {
+            continue;
+        };
+        let secret = u.secret_file.as_deref().and_then(|p| Secret::load(p).ok());
+        match HttpClient::new(u.ca_file.as_deref(), timeout) {
+            Ok(client) => providers.push(StatusSource {
+                upstream: u.clone(),
+                template: template.clone(),
+                secret,
+                client,
+            }),
+            Err(e) => tracing::error!(upstream = %u.name,
+                "provider state of {} cannot be polled: {e}", u.name),
+        }
+    }
+    providers
+}
+
+impl StatusSource {
+    /// Asks the provider for a machine's state (`state` or `status` of its JSON answer,
+    /// lower case); Ok(None) when the answer has none.
+    pub(crate) async fn state(&self, provider_id: &str) -> Result<Option<String>, OutboundError> {
+        let id = percent_encoding::utf8_percent_encode(provider_id, PATH_SEGMENT).to_string();
+        let url = self.template.replace("{provider_id}", &id);
+        let call = Call::get(url.as_str())
+            .header("accept", "application/json")
+            .signed(self.secret.as_ref());
+        let answer = self
+            .client
+            .call(call, MAX_STATUS_BODY)
+            .await
+            .and_then(|a| a.success())?;
+        Ok(state_text(&answer.body))
+    }
 }
 
 /// The clients of the current config.
@@ -55,23 +101,7 @@ impl Probes {
     fn from_config(cfg: &Config) -> Result<Probes, OutboundError> {
         let timeout = POLL_TIMEOUT.min(cfg.health.interval);
         let health = HttpClient::new(None, timeout)?;
-        let mut providers = Vec::new();
-        for u in &cfg.upstream {
-            let Some(template) = &u.status_url else {
-                continue;
-            };
-            let secret = u.secret_file.as_deref().and_then(|p| Secret::load(p).ok());
-            match HttpClient::new(u.ca_file.as_deref(), timeout) {
-                Ok(client) => providers.push(StatusSource {
-                    upstream: u.name.clone(),
-                    template: template.clone(),
-                    secret,
-                    client,
-                }),
-                Err(e) => tracing::error!(upstream = %u.name,
-                    "provider state of {} cannot be polled: {e}", u.name),
-            }
-        }
+        let providers = status_sources(cfg, timeout);
         Ok(Probes { health, providers })
     }
 }
@@ -102,6 +132,7 @@ pub async fn serve(app: Arc<App>) -> Result<(), String> {
     let (tx, mut rx) = mpsc::channel::<PollResult>(RESULT_QUEUE);
     let slots = Arc::new(Semaphore::new(MAX_POLLS));
     let mut tracked: HashMap<MacAddr, Tracked> = HashMap::new();
+    let mut round = Round::default();
     let mut refresh = tokio::time::interval(REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -113,13 +144,19 @@ pub async fn serve(app: Arc<App>) -> Result<(), String> {
             .unwrap_or_else(|| Instant::now() + REFRESH);
         tokio::select! {
             _ = app.shutdown.cancelled() => break,
-            _ = refresh.tick() => track(&app, &mut tracked),
+            _ = refresh.tick() => {
+                track(&app, &mut tracked);
+                round.follow(&app, &tracked);
+            }
             _ = tokio::time::sleep_until(next_due) => {}
             Some(r) = rx.recv() => {
+                round.checked(r.mac);
                 handle(&app, &mut tracked, r);
                 while let Ok(r) = rx.try_recv() {
+                    round.checked(r.mac);
                     handle(&app, &mut tracked, r);
                 }
+                round.follow(&app, &tracked);
             }
             changed = configs.changed() => {
                 if changed.is_err() { break; }
@@ -132,6 +169,40 @@ pub async fn serve(app: Arc<App>) -> Result<(), String> {
         dispatch(&app, &mut tracked, &probes, &slots, &tx);
     }
     Ok(())
+}
+
+/// A round of the monitor: every node watched when it began has been polled once.
+#[derive(Default)]
+struct Round {
+    waiting: std::collections::HashSet<MacAddr>,
+    checked: usize,
+}
+
+impl Round {
+    fn checked(&mut self, mac: MacAddr) {
+        if self.waiting.remove(&mac) {
+            self.checked += 1;
+        }
+    }
+
+    /// Ends the round when no node it began with is still waiting (nodes that stopped
+    /// being watched do not hold it up), exports its time and size, starts the next.
+    fn follow(&mut self, app: &App, tracked: &HashMap<MacAddr, Tracked>) {
+        self.waiting.retain(|m| tracked.contains_key(m));
+        if !self.waiting.is_empty() {
+            return;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        app.metrics.health_last_round.set(now);
+        app.metrics
+            .health_nodes_checked
+            .set(i64::try_from(self.checked).unwrap_or(i64::MAX));
+        self.checked = 0;
+        self.waiting = tracked.keys().copied().collect();
+    }
 }
 
 /// Follows the registry: starts watching nodes that need it, forgets the others.
@@ -247,24 +318,11 @@ async fn get_health(client: &HttpClient, url: &str) -> Result<(), String> {
 /// Asks every provider status endpoint about a machine; the first that reports it
 /// switched off wins. Failures count as "not known to be off".
 async fn provider_state(sources: &[StatusSource], provider_id: &str) -> Option<String> {
-    let id = percent_encoding::utf8_percent_encode(provider_id, PATH_SEGMENT).to_string();
     for s in sources {
-        let url = s.template.replace("{provider_id}", &id);
-        let call = Call::get(url.as_str())
-            .header("accept", "application/json")
-            .signed(s.secret.as_ref());
-        match s
-            .client
-            .call(call, MAX_STATUS_BODY)
-            .await
-            .and_then(|a| a.success())
-        {
-            Ok(a) => {
-                if let Some(state) = stopped_state(&a.body) {
-                    return Some(state);
-                }
-            }
-            Err(e) => tracing::debug!(upstream = %s.upstream, %url, error = %e,
+        match s.state(provider_id).await {
+            Ok(Some(state)) if STOPPED_STATES.contains(&state.as_str()) => return Some(state),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(upstream = %s.upstream.name, error = %e,
                 answer = e.excerpt(), "provider state not available"),
         }
     }
@@ -289,12 +347,23 @@ fn handle(app: &Arc<App>, tracked: &mut HashMap<MacAddr, Tracked>, r: PollResult
     };
     let after = app.config().health.unhealthy_after;
     let failing_for = r.at.saturating_duration_since(t.healthy_at);
+    let returns_to = if r.result.is_ok() && matches!(node.phase, Phase::Unhealthy | Phase::Stopped)
+    {
+        let history = app
+            .store
+            .history(&r.mac.to_string(), RECOVERY_HISTORY)
+            .unwrap_or_default();
+        recovery_phase(history.iter().map(|h| (h.from.as_str(), h.to.as_str())))
+    } else {
+        Phase::Running
+    };
     let Some((to, message)) = decide(
         &node.phase,
         &r.result,
         failing_for,
         after,
         r.provider_stopped.as_deref(),
+        &returns_to,
     ) else {
         if let Err(e) = &r.result {
             tracing::debug!(mac = %r.mac, error = %e, "health check failed");
@@ -313,7 +382,7 @@ fn handle(app: &Arc<App>, tracked: &mut HashMap<MacAddr, Tracked>, r: PollResult
         };
         match app.registry.transition(mac, req).await {
             Ok(_) => {
-                if to == Phase::Running {
+                if matches!(to, Phase::Running | Phase::Clustered) {
                     tracing::info!(%mac, "health: {message}");
                 } else {
                     tracing::warn!(%mac, phase = %to, "health: {message}");

@@ -6,6 +6,7 @@
 use super::response::{error_response, json_response, Body};
 use super::router::Caller;
 use crate::app::App;
+use crate::lifecycle::reprovision;
 use crate::mac::MacAddr;
 use crate::nodes::{Applied, Node, NodePatch, Origin, Phase, PhaseRequest, RegistryError};
 use bootd_api::{
@@ -35,6 +36,10 @@ pub fn node_view(app: &App, n: &Node) -> bootd_api::NodeView {
     v.node_profile = n.profile.clone();
     v.profile = Some(effective.name);
     v.profile_source = Some(effective.source.as_str().to_string());
+    if let Some(at) = app.lifecycle.reprovision_started(n.mac) {
+        v.reprovision_status = Some(reprovision::status(&n.phase).to_string());
+        v.reprovision_started = Some(Timestamp::from_stored(&at));
+    }
     v
 }
 
@@ -173,8 +178,15 @@ pub async fn show_node(app: &Arc<App>, mac: &str) -> Response<Body> {
         Ok(Err(e)) => return error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
+    let mut view = node_view(app, &node);
+    if view.reprovision_started.is_none() {
+        if let Some(at) = reprovision::started_in(&history) {
+            view.reprovision_status = Some(reprovision::status(&node.phase).to_string());
+            view.reprovision_started = Some(Timestamp::from_stored(&at));
+        }
+    }
     let detail = NodeDetail {
-        node: node_view(app, &node),
+        node: view,
         history: history
             .iter()
             .map(|h| HistoryEntry {

@@ -1,5 +1,6 @@
-//! The lifecycle routes: `GET /api/v1/groups` (state of every group) and the admin
-//! `POST /api/v1/reprovision` (control socket only).
+//! The lifecycle routes: `GET /api/v1/groups` (state of every group), the public
+//! `POST /api/v1/groups/{name}/progress` (a formation hook's report, with the token of
+//! its delivery) and the admin `POST /api/v1/reprovision` (control socket only).
 
 use super::api::{read_json, registry_error};
 use super::response::{error_response, json_response, Body};
@@ -16,6 +17,46 @@ const MAX_BODY: usize = 1024 * 1024;
 /// `GET /api/v1/groups`.
 pub fn groups(app: &Arc<App>) -> Response<Body> {
     json_response(StatusCode::OK, &crate::lifecycle::groups::overview(app))
+}
+
+/// Largest progress report.
+const MAX_PROGRESS_BODY: usize = 16 * 1024;
+/// Longest message kept with a progress report.
+const MAX_PROGRESS_MESSAGE: usize = 512;
+
+/// `POST /api/v1/groups/{name}/progress`: `{"progress": 90, "message": "etcd up"}` with
+/// `Authorization: Bearer <progress_token>` from the hook's payload.
+pub async fn group_progress(app: &Arc<App>, req: Request<Incoming>, name: &str) -> Response<Body> {
+    use crate::lifecycle::groups::ReportError;
+    let token = super::api::bearer(&req).unwrap_or_default();
+    let body: bootd_api::GroupProgress = match read_json(req, MAX_PROGRESS_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let message: String = body
+        .message
+        .unwrap_or_default()
+        .chars()
+        .take(MAX_PROGRESS_MESSAGE)
+        .collect();
+    match app
+        .lifecycle
+        .groups
+        .report(name, &token, body.progress, message)
+    {
+        Ok(r) => {
+            tracing::info!(group = %name, progress = r.progress, message = %r.message,
+                "cluster formation progress");
+            json_response(
+                StatusCode::OK,
+                &serde_json::json!({"group": name, "progress": r.progress}),
+            )
+        }
+        Err(e @ ReportError::Refused) => error_response(StatusCode::FORBIDDEN, e.to_string()),
+        Err(e @ ReportError::OutOfRange(_)) => {
+            error_response(StatusCode::BAD_REQUEST, e.to_string())
+        }
+    }
 }
 
 /// `POST /api/v1/reprovision` (control socket): `{"macs": [...]}` | `{"group": G}` |

@@ -310,6 +310,7 @@ async fn public(
         (&Method::GET, ["metrics"]) => {
             let held = i64::try_from(assets::cache_bytes()).unwrap_or(i64::MAX);
             app.metrics.asset_cache_bytes.set(held);
+            sample_deployments(app);
             let body = app.metrics.render(
                 &app.registry.count_by_phase(),
                 app.started.elapsed().as_secs(),
@@ -361,9 +362,49 @@ async fn public(
             ("phase", api::post_phase(app, req, caller, mac).await)
         }
         (&Method::GET, ["api", "v1", "groups"]) => ("groups", lifecycle::groups(app)),
+        // A formation hook reports progress with its delivery's token.
+        (&Method::POST, ["api", "v1", "groups", name, "progress"]) => (
+            "group_progress",
+            lifecycle::group_progress(app, req, name).await,
+        ),
         _ => return Err(req),
     };
     Ok(routed)
+}
+
+/// Samples the metrics read from the registry and the store when /metrics is read:
+/// success ratio by profile, active leases, relay backlog.
+fn sample_deployments(app: &App) {
+    let nodes = app.registry.list();
+    let pairs: Vec<(String, &str)> = nodes
+        .iter()
+        .map(|n| (app.registry.effective_profile(n).name, n.phase.name()))
+        .collect();
+    app.metrics
+        .sample_success(pairs.iter().map(|(p, ph)| (p.as_str(), *ph)));
+    if let Ok(leases) = app.store.load_leases() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or_default();
+        let active = leases
+            .iter()
+            .filter(|l| l.state == "bound" && l.expires > now)
+            .count();
+        app.metrics
+            .dhcp_leases_active
+            .set(i64::try_from(active).unwrap_or(i64::MAX));
+    }
+    if let Ok(counts) = app.store.outbox_counts() {
+        let waiting: u64 = counts
+            .iter()
+            .filter(|(state, _)| state == "pending")
+            .map(|(_, n)| *n)
+            .sum();
+        app.metrics
+            .relay_backlog
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+    }
 }
 
 /// The admin table (control socket only); the request back when it has no such route.

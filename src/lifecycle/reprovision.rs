@@ -104,7 +104,7 @@ pub async fn run(
         let change = PhaseRequest {
             to: Phase::ServerRequested,
             progress: Some(Phase::ServerRequested.default_progress().unwrap_or(0)),
-            message: format!("reprovision with profile {profile}"),
+            message: format!("{REPROVISION_MESSAGE}{profile}"),
             source: operator.to_string(),
             force: true,
         };
@@ -113,6 +113,11 @@ pub async fn run(
             .transition(mac, change)
             .await
             .map_err(registry)?;
+        let started = match &applied {
+            Applied::Changed(ev) => ev.at.clone(),
+            Applied::Unchanged => crate::store::now_rfc3339(),
+        };
+        app.lifecycle.note_reprovision(mac, started);
         tracing::info!(%mac, %operator, %profile, token_generation = generation,
             changed = matches!(applied, Applied::Changed(_)), "reprovision");
         let after = app.registry.get(mac).unwrap_or(node);
@@ -152,6 +157,36 @@ pub async fn run(
         operator: operator.to_string(),
         nodes,
     })
+}
+
+/// The message a reprovision's `server_requested` row starts with.
+const REPROVISION_MESSAGE: &str = "reprovision with profile ";
+
+/// Where a node stands in its last reprovision, from its phase: `in_progress`,
+/// `completed` (running), `clustered`, `timeout` or `error` (failed, or down before it
+/// ever ran).
+pub fn status(phase: &Phase) -> &'static str {
+    match phase {
+        Phase::Clustered => "clustered",
+        Phase::Running => "completed",
+        Phase::Timeout => "timeout",
+        Phase::Failed | Phase::Unhealthy | Phase::Stopped => "error",
+        _ => "in_progress",
+    }
+}
+
+/// When the last reprovision of a node began, from its history (oldest first): the
+/// newest operator `server_requested` row written by a reprovision.
+pub fn started_in(history: &[crate::store::HistoryRow]) -> Option<String> {
+    history
+        .iter()
+        .rev()
+        .find(|h| {
+            h.to == Phase::ServerRequested.name()
+                && h.source.starts_with("operator")
+                && h.message.starts_with(REPROVISION_MESSAGE)
+        })
+        .map(|h| h.at.clone())
 }
 
 /// Calls each power-cycle hook once (a machine must not be cycled twice by a retry);
@@ -210,4 +245,54 @@ async fn power_cycle(
         out.insert(mac, v);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::HistoryRow;
+
+    fn row(to: &str, source: &str, message: &str, at: &str) -> HistoryRow {
+        HistoryRow {
+            at: at.into(),
+            from: "known".into(),
+            to: to.into(),
+            progress: 0,
+            message: message.into(),
+            source: source.into(),
+        }
+    }
+
+    #[test]
+    fn status_follows_the_phase() {
+        assert_eq!(status(&Phase::Installing), "in_progress");
+        assert_eq!(status(&Phase::HealthValidation), "in_progress");
+        assert_eq!(status(&Phase::Running), "completed");
+        assert_eq!(status(&Phase::Clustered), "clustered");
+        assert_eq!(status(&Phase::Timeout), "timeout");
+        assert_eq!(status(&Phase::Failed), "error");
+    }
+
+    #[test]
+    fn the_start_comes_from_history() {
+        let h = vec![
+            row(
+                "server_requested",
+                "operator:0",
+                "reprovision with profile a",
+                "t1",
+            ),
+            row("installing", "callback", "50%", "t2"),
+            row(
+                "server_requested",
+                "operator:0",
+                "reprovision with profile b",
+                "t3",
+            ),
+            row("registered", "callback", "up", "t4"),
+            row("timeout", "deadline", "no progress", "t5"),
+        ];
+        assert_eq!(started_in(&h).as_deref(), Some("t3"));
+        assert_eq!(started_in(&h[1..2]), None);
+    }
 }

@@ -378,6 +378,23 @@ impl Registry {
         self.commit_or_reload(mac, pending).await
     }
 
+    /// Replaces a node's message without a phase change (no history row, no event):
+    /// a service's note such as why a readiness check fails. Returns whether it changed.
+    pub async fn note_message(&self, mac: MacAddr, message: String) -> Result<bool, RegistryError> {
+        let pending = {
+            let mut nodes = self.lock();
+            let n = nodes.get_mut(&mac).ok_or(RegistryError::NotFound(mac))?;
+            if n.message == message {
+                return Ok(false);
+            }
+            n.message = message;
+            n.updated_at = crate::store::now_rfc3339();
+            self.store.queue_node(n.to_row(), None)?
+        };
+        self.commit_or_reload(mac, pending).await?;
+        Ok(true)
+    }
+
     /// Makes sure a node exists for a MAC seen on the wire; returns whether it is new.
     pub async fn discover(&self, mac: MacAddr) -> Result<bool, RegistryError> {
         let pending = {

@@ -329,7 +329,39 @@ impl Node {
             created_at: Timestamp::from_stored(&self.created_at),
             updated_at: Timestamp::from_stored(&self.updated_at),
             phase_since: Timestamp::from_stored(&self.phase_since),
+            health: self.health().map(str::to_string),
+            reprovision_status: None,
+            reprovision_started: None,
+            error_message: self.phase.is_error().then(|| self.message.clone()),
         }
+    }
+
+    /// What the health monitor says of the node, for the API: `not_checked` when it has
+    /// no `health_url` (never "healthy" on faith), else from its phase; None before
+    /// deployment.
+    pub fn health(&self) -> Option<&'static str> {
+        let deployed = matches!(
+            self.phase,
+            Phase::HealthValidation
+                | Phase::Running
+                | Phase::Clustered
+                | Phase::Unhealthy
+                | Phase::Stopped
+        );
+        if !deployed {
+            return None;
+        }
+        if self.phase == Phase::Stopped {
+            return Some("stopped");
+        }
+        if self.health_url.is_none() {
+            return Some("not_checked");
+        }
+        Some(match self.phase {
+            Phase::HealthValidation => "checking",
+            Phase::Unhealthy => "unhealthy",
+            _ => "healthy",
+        })
     }
 }
 

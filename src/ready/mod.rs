@@ -2,6 +2,7 @@
 //! `http`), run against the node's IP; all must pass before it leaves `registered`.
 
 pub mod probe;
+pub mod service;
 pub mod spec;
 
 use crate::boot::Context;

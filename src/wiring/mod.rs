@@ -114,6 +114,12 @@ impl Listeners {
         }
         sup.spawn("relay", crate::relay::serve(app.clone()));
         sup.spawn("health", crate::health::serve(app.clone()));
+        sup.spawn("readiness", crate::ready::service::serve(app.clone()));
+        sup.spawn("provider poll", crate::health::provider::serve(app.clone()));
+        sup.spawn(
+            "deployment metrics",
+            crate::lifecycle::durations::serve(app.clone()),
+        );
         sup.spawn("deadlines", crate::lifecycle::deadline::serve(app.clone()));
         sup.spawn("group hooks", crate::lifecycle::groups::serve(app.clone()));
         let liveness = sup.liveness();

@@ -49,6 +49,21 @@ pub struct NodeView {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub phase_since: Timestamp,
+    /// What the health monitor says: `not_checked` (no `health_url`), `checking`
+    /// (health_validation), `healthy`, `unhealthy` or `stopped`; absent before deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// The last reprovision of the node: `in_progress`, `completed` (running),
+    /// `clustered`, `timeout` or `error`; absent when it was never reprovisioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reprovision_status: Option<String>,
+    /// When the last reprovision began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reprovision_started: Option<Timestamp>,
+    /// Why the node is failed, timed out, unhealthy or stopped; absent otherwise, so a
+    /// progress `message` is never taken for an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
 }
 
 /// The part of an inventory a node list shows.
@@ -229,6 +244,8 @@ pub enum GroupState {
     MemberFailed,
     /// Every member runs but `on_complete` gave up.
     HookFailed,
+    /// Every member runs and the cluster is being formed (`on_complete` under way).
+    Forming,
 }
 
 impl fmt::Display for GroupState {
@@ -241,6 +258,7 @@ impl fmt::Display for GroupState {
             GroupState::Timeout => "timeout",
             GroupState::MemberFailed => "member_failed",
             GroupState::HookFailed => "hook_failed",
+            GroupState::Forming => "forming",
         })
     }
 }
@@ -254,6 +272,20 @@ pub struct Group {
     pub state: GroupState,
     pub reason: String,
     pub nodes: Vec<GroupMember>,
+    /// Overall progress: 0–70 deployment (members' mean), 70–100 cluster formation
+    /// (75 hook called, 85 hook answered 2xx, 100 every member clustered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<u8>,
+}
+
+/// `POST /api/v1/groups/{name}/progress`: a formation hook reports how far it got.
+/// Authorized with `Authorization: Bearer <progress_token>` from the hook's payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupProgress {
+    /// 70..=100 (clamped into the formation stage, below 100 until members are clustered).
+    pub progress: u8,
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// `GET /api/v1/groups`.

@@ -134,6 +134,11 @@ impl Phase {
         *to == Phase::ServerRequested || (to.in_progress() && !from.in_progress())
     }
 
+    /// Whether the node's `message` is an error (failed, timeout, unhealthy, stopped).
+    pub fn is_error(&self) -> bool {
+        matches!(self.class(), Class::Broken | Class::Down)
+    }
+
     /// True while a deployment is under way (a deadline applies).
     pub fn in_progress(&self) -> bool {
         matches!(
@@ -158,7 +163,8 @@ fn allowed_from(to: &Phase) -> &'static [Class] {
         Phase::Installing | Phase::Custom(_) => &[Initial, Boot, Install],
         Phase::Registered | Phase::HealthValidation => &[Boot, Install, Done],
         Phase::Running => &[Boot, Install, Done, Live, Down],
-        Phase::Clustered => &[Live],
+        // Down: a clustered node that recovers returns to `clustered`.
+        Phase::Clustered => &[Live, Down],
         Phase::Unhealthy => &[Done, Live, Down],
         Phase::Stopped => &[Provider, Done, Live, Down],
         Phase::Failed | Phase::Timeout => &[Initial, Provider, Boot, Install, Done],

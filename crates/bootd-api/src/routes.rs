@@ -39,6 +39,11 @@ pub fn node_hardware(mac: &str) -> String {
     format!("{}/hardware", node(mac))
 }
 
+/// `/api/v1/groups/{name}/progress`.
+pub fn group_progress(name: &str) -> String {
+    format!("{GROUPS}/{}/progress", segment(name))
+}
+
 /// `/api/v1/events`, `?mac=` or `?group=` (a MAC wins).
 pub fn events(mac: Option<&str>, group: Option<&str>) -> String {
     match (mac, group) {
