@@ -265,7 +265,9 @@ impl Registry {
     /// An operator's change of a node: refused for nodes of the config file, and checked
     /// like `[[nodes]]` (host name shape, unique host name and IP).
     pub async fn edit(&self, mac: MacAddr, patch: &NodePatch) -> Result<Node, RegistryError> {
-        self.check_not_configured(mac)?;
+        if !patch.boot_control_only() {
+            self.check_not_configured(mac)?;
+        }
         {
             let nodes = self.lock();
             let existing = nodes.get(&mac).ok_or(RegistryError::NotFound(mac))?;

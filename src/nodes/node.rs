@@ -115,6 +115,38 @@ impl NodePatch {
         Ok(())
     }
 
+    /// True when the patch only switches how the machine boots next (`boot`,
+    /// `next_boot`): run-time boot control an operator may use on any node, including one
+    /// defined in the config file (identity fields stay the file's).
+    pub fn boot_control_only(&self) -> bool {
+        let NodePatch {
+            hostname,
+            group,
+            profile,
+            ip,
+            uuid,
+            provider_id,
+            health_url,
+            console_url,
+            boot: _,
+            next_boot: _,
+            vars,
+        } = self;
+        [
+            hostname,
+            group,
+            profile,
+            ip,
+            uuid,
+            provider_id,
+            health_url,
+            console_url,
+        ]
+        .iter()
+        .all(|f| f.is_none())
+            && vars.is_none()
+    }
+
     /// Applies a validated patch.
     pub fn apply(&self, n: &mut Node) {
         let fields: [(&Option<String>, &mut Option<String>); 8] = [
