@@ -182,7 +182,7 @@ pub async fn handle_public(
             }
         }
     };
-    count(&app, routed)
+    count(&app, "network", routed)
 }
 
 /// Answers one request of the control socket: the public table, then the admin table.
@@ -207,7 +207,7 @@ pub async fn handle_control(
             }
         }
     };
-    count(&app, routed)
+    count(&app, "control", routed)
 }
 
 /// A request refused before routing.
@@ -260,11 +260,12 @@ fn segments(path: &str) -> Vec<&str> {
     path.split('/').filter(|s| !s.is_empty()).collect()
 }
 
-/// Counts the answer under its route label and hands it on.
-fn count(app: &App, (label, response): Routed) -> Response<Body> {
+/// Counts the answer under its route and listener labels and hands it on.
+fn count(app: &App, listener: &'static str, (label, response): Routed) -> Response<Body> {
     app.metrics
         .http_requests
         .get_or_create(&crate::metrics::RouteLabels {
+            listener: listener.to_string(),
             route: label.to_string(),
             status: response.status().as_u16(),
         })
@@ -310,6 +311,7 @@ async fn public(
         (&Method::GET, ["metrics"]) => {
             let held = i64::try_from(assets::cache_bytes()).unwrap_or(i64::MAX);
             app.metrics.asset_cache_bytes.set(held);
+            crate::relay::metrics::sample(app);
             let body = app.metrics.render(
                 &app.registry.count_by_phase(),
                 app.started.elapsed().as_secs(),
