@@ -85,12 +85,21 @@ enum Command {
         overall_timeout: std::time::Duration,
     },
     /// Follow phase changes live (reconnects when bootd restarts; Ctrl-C ends it).
+    ///
+    /// A MAC or group bootd does not know is refused (exit 1) unless --wait-for-new.
+    #[command(
+        after_help = "Examples:\n  bootctl watch\n  bootctl watch 52:54:00:12:34:56\n  \
+        bootctl watch --group web\n  bootctl watch 52:54:00:12:34:57 --wait-for-new"
+    )]
     Watch {
         /// Only this node.
         mac: Option<String>,
         /// Only this group's nodes.
         #[arg(long, conflicts_with = "mac")]
         group: Option<String>,
+        /// Wait for a MAC or group that bootd does not know yet (a machine about to boot).
+        #[arg(long)]
+        wait_for_new: bool,
     },
     /// Groups with their state (in_progress, completed, clustered, timeout, error).
     Groups,
@@ -351,8 +360,16 @@ fn main() -> ExitCode {
                 });
                 wait::reprovision(&client, &body, wait, out.json).await
             }
-            Command::Watch { mac, group } => {
-                let filter = follow::WatchFilter { mac, group };
+            Command::Watch {
+                mac,
+                group,
+                wait_for_new,
+            } => {
+                let filter = follow::WatchFilter {
+                    mac,
+                    group,
+                    wait_for_new,
+                };
                 follow::watch(&client, filter, out.json).await
             }
             Command::Groups => client
