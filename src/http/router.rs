@@ -344,6 +344,7 @@ async fn public(
             ("assets", assets::serve(app, &req, &rest.join("/")).await)
         }
         (&Method::GET | &Method::HEAD, ["monitoring"]) => ("monitoring", monitoring::page()),
+        (&Method::GET | &Method::HEAD, ["favicon.ico"]) => ("favicon", monitoring::favicon()),
         (&Method::GET, ["api", "v1", "events"]) => {
             ("events", events::stream(app, req.uri().query()).await)
         }
