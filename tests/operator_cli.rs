@@ -281,3 +281,32 @@ fn watch_refuses_what_bootd_does_not_know_unless_told_to_wait() {
     });
     assert!(new.running());
 }
+
+#[test]
+fn small_cli_edges_version_positional_ids_and_json_errors() {
+    let d = start("");
+    let (rc, out, _) = d.bootctl(&["version"]);
+    assert_eq!(rc, 0);
+    assert!(out.starts_with("bootctl "), "{out}");
+    // `relay drop 1` is taken like other commands' positionals; the refusal is bootd's
+    // reason, not an HTTP code.
+    let (rc, out, err) = d.bootctl(&["relay", "drop", "1"]);
+    assert_eq!(rc, 1, "stdout: {out}\nstderr: {err}");
+    assert!(!err.contains("answered"), "{err}");
+    assert!(
+        err.starts_with("bootctl: ") && err.len() > "bootctl: \n".len(),
+        "{err}"
+    );
+    // Under --json the error is JSON on stdout.
+    let (rc, out, err) = d.bootctl(&["--json", "relay", "drop", "1"]);
+    assert_eq!(rc, 1, "stderr: {err}");
+    let v = json(&out);
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    let (rc, out, _) = d.bootctl(&["--json", "node", "show", "52:54:00:00:00:99"]);
+    assert_eq!(rc, 1);
+    assert!(json(&out)["error"].is_string(), "{out}");
+    // `relay retry` without an id names both ways.
+    let (rc, _, err) = d.bootctl(&["relay", "retry"]);
+    assert_eq!(rc, 2, "{err}");
+    assert!(err.contains("--all-dead"), "{err}");
+}

@@ -105,6 +105,8 @@ enum Command {
     Groups,
     /// Hardware inventories: one node's latest, or every discovered machine that reported.
     Hardware { mac: Option<String> },
+    /// Print bootctl's version.
+    Version,
     /// Upstream relay: backlog, failures and dead letters per upstream.
     Relay {
         #[command(subcommand)]
@@ -114,23 +116,34 @@ enum Command {
 
 #[derive(Subcommand)]
 enum RelayCommand {
-    /// Move dead letters back to the queue.
+    /// Move dead letters back to the queue: one by id, or every one with --all-dead.
+    #[command(
+        after_help = "Examples:\n  bootctl relay retry 42\n  bootctl relay retry --all-dead"
+    )]
     Retry {
-        /// One dead letter by id.
-        #[arg(
-            long,
-            conflicts_with = "all_dead",
-            required_unless_present = "all_dead"
-        )]
+        /// One dead letter by id (or --id ID); --all-dead retries every one instead.
+        #[arg(value_name = "ID", conflicts_with_all = ["all_dead", "id_flag"])]
         id: Option<i64>,
+        /// The same, as a flag.
+        #[arg(long = "id", value_name = "ID", conflicts_with = "all_dead")]
+        id_flag: Option<i64>,
         /// Every dead letter.
         #[arg(long)]
         all_dead: bool,
     },
     /// Delete one undelivered event (pending or dead) for good.
+    #[command(after_help = "Examples:\n  bootctl relay drop 42\n  bootctl relay drop --id 42")]
     Drop {
-        #[arg(long)]
-        id: i64,
+        /// The event's id (`bootctl relay` lists them).
+        #[arg(
+            value_name = "ID",
+            required_unless_present = "id_flag",
+            conflicts_with = "id_flag"
+        )]
+        id: Option<i64>,
+        /// The same, as a flag.
+        #[arg(long = "id", value_name = "ID")]
+        id_flag: Option<i64>,
     },
 }
 
@@ -384,9 +397,31 @@ fn main() -> ExitCode {
                 .get::<RelayOverview>(routes::RELAY)
                 .await
                 .map(|a| out.relay(&a)),
+            Command::Version => {
+                if out.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "version": env!("CARGO_PKG_VERSION") })
+                    );
+                } else {
+                    println!("bootctl {}", env!("CARGO_PKG_VERSION"));
+                }
+                Ok(())
+            }
             Command::Relay {
-                action: Some(RelayCommand::Retry { id, all_dead }),
+                action:
+                    Some(RelayCommand::Retry {
+                        id,
+                        id_flag,
+                        all_dead,
+                    }),
             } => {
+                let id = id.or(id_flag);
+                if id.is_none() && !all_dead {
+                    return Err(CtlError::Usage(
+                        "relay retry needs an ID (bootctl relay retry 42) or --all-dead".into(),
+                    ));
+                }
                 let body = bootd_api::RelayAction {
                     id: if all_dead { None } else { id },
                     all_dead,
@@ -397,10 +432,10 @@ fn main() -> ExitCode {
                     .map(|a| out.retried(&a))
             }
             Command::Relay {
-                action: Some(RelayCommand::Drop { id }),
+                action: Some(RelayCommand::Drop { id, id_flag }),
             } => {
                 let body = bootd_api::RelayAction {
-                    id: Some(id),
+                    id: id.or(id_flag),
                     all_dead: false,
                 };
                 client
@@ -410,15 +445,18 @@ fn main() -> ExitCode {
             }
         }
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(CtlError::Usage(m)) => {
-            eprintln!("bootctl: {m}");
-            ExitCode::from(2)
-        }
-        Err(e) => {
+    let code = match &result {
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(CtlError::Usage(_)) => ExitCode::from(2),
+        Err(_) => ExitCode::FAILURE,
+    };
+    if let Err(e) = result {
+        // Under --json a script reads the reason as JSON on stdout.
+        if out.json {
+            println!("{}", serde_json::json!({ "error": e.to_string() }));
+        } else {
             eprintln!("bootctl: {e}");
-            ExitCode::FAILURE
         }
     }
+    code
 }
