@@ -451,8 +451,9 @@ fn main() -> ExitCode {
         Err(_) => ExitCode::FAILURE,
     };
     if let Err(e) = result {
-        // Under --json a script reads the reason as JSON on stdout.
-        if out.json {
+        // Under --json a script reads the reason as JSON on stdout (`reprovision --wait`
+        // already ended its output with the summary; its reason stays on stderr).
+        if out.json && !matches!(e, CtlError::Unfinished(_)) {
             println!("{}", serde_json::json!({ "error": e.to_string() }));
         } else {
             eprintln!("bootctl: {e}");
