@@ -65,6 +65,9 @@ pub enum ReloadError {
     Invalid(LoadError),
     #[error("cannot apply the nodes of the new config: {0}")]
     Nodes(crate::nodes::RegistryError),
+    /// The new config moves something bound at start; nothing of it was applied.
+    #[error("restart needed for {}; the running config stays (restart bootd to apply the file)", .0.join(", "))]
+    RestartNeeded(Vec<String>),
 }
 
 /// Loads the config file if there is one, else the embedded defaults for the working
@@ -177,6 +180,15 @@ impl App {
                 return Err(ReloadError::Invalid(e));
             }
         };
+        let bound = crate::wiring::restart_needed(&self.config(), &new);
+        if !bound.is_empty() {
+            let e = ReloadError::RestartNeeded(bound);
+            tracing::error!("reload refused: {e}");
+            crate::systemd::status(
+                "reload refused: restart needed, running on the previous config",
+            );
+            return Err(e);
+        }
         let changed = self
             .registry
             .apply_config(&new)

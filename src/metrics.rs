@@ -57,6 +57,8 @@ pub fn success_counts<'a>(
 /// Label set of HTTP request counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
+    /// `network` (the HTTP listener) or `control` (the control socket).
+    pub listener: String,
     pub route: String,
     pub status: u16,
 }
@@ -66,7 +68,7 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     nodes: Family<PhaseLabel, Gauge>,
     resident: Gauge,
-    cpu_ms: Gauge,
+    cpu_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     fds: Gauge,
     uptime: Gauge,
     pub http_requests: Family<RouteLabels, Counter>,
@@ -80,12 +82,14 @@ pub struct Metrics {
     pub deployment_seconds: Family<ProfileLabel, Histogram, fn() -> Histogram>,
     /// Bound, unexpired DHCP leases (sampled).
     pub dhcp_leases_active: Gauge,
-    /// Events waiting in the relay outbox (sampled).
-    pub relay_backlog: Gauge,
     /// Unix time of the health monitor's last complete round.
     pub health_last_round: FloatGauge,
     /// Nodes polled in that round.
     pub health_nodes_checked: Gauge,
+    /// `bootd_relay_*`: deliveries and backlog per upstream.
+    pub relay: crate::relay::metrics::RelayMetrics,
+    /// `bootd_deadline_timed_out_total`: nodes moved to `timeout` by their deadline.
+    pub deadline_timed_out: Counter,
 }
 
 impl Default for Metrics {
@@ -106,11 +110,11 @@ impl Metrics {
             "Resident set size",
             resident.clone(),
         );
-        let cpu_ms = Gauge::default();
+        let cpu_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(
-            "process_cpu_milliseconds",
-            "User + system CPU time",
-            cpu_ms.clone(),
+            "process_cpu_seconds",
+            "User + system CPU time in seconds",
+            cpu_seconds.clone(),
         );
         let fds = Gauge::default();
         registry.register("process_open_fds", "Open file descriptors", fds.clone());
@@ -161,12 +165,6 @@ impl Metrics {
             "Bound DHCP leases that have not expired",
             dhcp_leases_active.clone(),
         );
-        let relay_backlog = Gauge::default();
-        registry.register(
-            "relay_backlog",
-            "Events waiting in the relay outbox",
-            relay_backlog.clone(),
-        );
         let health_last_round = FloatGauge::default();
         registry.register(
             "health_last_round_timestamp_seconds",
@@ -179,23 +177,31 @@ impl Metrics {
             "Nodes polled in the health monitor's last complete round",
             health_nodes_checked.clone(),
         );
+        let relay = crate::relay::metrics::RelayMetrics::register(&mut registry);
+        let deadline_timed_out = Counter::default();
+        registry.register(
+            "deadline_timed_out",
+            "Nodes moved to timeout because their profile's deadline passed",
+            deadline_timed_out.clone(),
+        );
         Metrics {
             boot_success_ratio,
             deployment_seconds,
             dhcp_leases_active,
-            relay_backlog,
             health_last_round,
             health_nodes_checked,
             registry: Mutex::new(registry),
             nodes,
             resident,
-            cpu_ms,
+            cpu_seconds,
             fds,
             uptime,
             http_requests,
             http_bytes,
             asset_cache_bytes,
             renders,
+            relay,
+            deadline_timed_out,
         }
     }
 
@@ -237,9 +243,14 @@ impl Metrics {
                 })
                 .set(*n as i64);
         }
-        if let Some((rss, cpu)) = read_proc_stat() {
+        if let Some((rss, cpu_ms)) = read_proc_stat() {
             self.resident.set(rss);
-            self.cpu_ms.set(cpu);
+            // A counter only goes up: add what the kernel counted since the last read.
+            let seconds = cpu_ms as f64 / 1000.0;
+            let grown = seconds - self.cpu_seconds.get();
+            if grown > 0.0 {
+                self.cpu_seconds.inc_by(grown);
+            }
         }
         if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
             self.fds.set(dir.count() as i64);
@@ -334,5 +345,13 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("foundation_boot"), "{text}");
+        assert!(
+            text.contains("# TYPE bootd_process_cpu_seconds counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bootd_deadline_timed_out_total 0\n"),
+            "{text}"
+        );
     }
 }

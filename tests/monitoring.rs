@@ -497,12 +497,12 @@ fn page_shows_the_fleet_live_in_headless_chromium() {
     let r = row(&mut page, &fleet_mac(2));
     assert_eq!(
         (r["phase"].as_str(), r["cls"].as_str()),
-        (Some("unhealthy"), Some("st-down")),
+        (Some("unhealthy"), Some("st-broken")),
         "{r}"
     );
     assert_eq!(r["cells"][10], "unhealthy", "{r}");
     let r = row(&mut page, &fleet_mac(3));
-    assert_eq!(r["cls"], "st-down", "{r}");
+    assert_eq!(r["cls"], "st-stopped", "{r}");
     let r = row(&mut page, &fleet_mac(4));
     assert_eq!(r["cls"], "st-broken", "{r}");
     let r = row(&mut page, &fleet_mac(6));
@@ -861,4 +861,178 @@ fn grafana_dashboard_uses_the_metrics_bootd_exports() {
             }
         }
     }
+}
+
+/// The first hour's complaints about the page (issue 21, item 7 and the page's rough
+/// edges): what Health says, inherited profiles, colours, order, times, stale data, the
+/// Console column at 1,400 px and `/favicon.ico`.
+#[test]
+fn page_says_what_it_knows_and_what_it_does_not_in_headless_chromium() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let templates = dir.path().join("state/templates");
+    std::fs::create_dir_all(&templates).expect("templates dir");
+    std::fs::write(templates.join("inst.ipxe"), "#!ipxe\n").expect("template");
+    let web = "52:54:00:21:07:01"; // running, nobody checks it, profile from its group
+    let checked = "52:54:00:21:07:02"; // running with a health URL
+    let off = "52:54:00:21:07:03"; // stopped
+    let sick = "52:54:00:21:07:04"; // unhealthy
+    let wave = "52:54:00:21:07:05"; // installing
+    let broken = "52:54:00:21:07:06"; // failed
+    let fresh = "52:54:00:21:07:99"; // discovered: booted, not adopted
+    let mut config = String::from(
+        "[profiles.demo]\nscript = \"inst.ipxe\"\n\n[groups.web]\nprofile = \"demo\"\n",
+    );
+    for (i, mac) in [web, checked, off, sick, wave, broken].iter().enumerate() {
+        config.push_str(&format!(
+            "\n[[nodes]]\nmac = \"{mac}\"\nhostname = \"web-rack12-node-{i:04}.example.internal\"\n\
+             group = \"web\"\nip = \"10.120.13.{}\"\n\
+             console_url = \"https://bmc-rack12-node-{i:04}.oob.example.internal/console\"\n",
+            i + 10
+        ));
+        if *mac == checked {
+            config.push_str("health_url = \"http://10.120.13.11:9100/healthz\"\n");
+        }
+    }
+    let mut d = Daemon::start_in(dir, &config, &[]);
+    set_phase(&d, web, "running", None, "");
+    set_phase(&d, checked, "running", None, "");
+    set_phase(&d, off, "stopped", None, "provider reports powered off");
+    set_phase(&d, sick, "unhealthy", None, "health check failed: 503");
+    set_phase(
+        &d,
+        wave,
+        "installing",
+        Some(55),
+        "unpacking the base system image",
+    );
+    set_phase(&d, broken, "failed", None, "disk not found");
+    let dmi = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/hardware/dell-r650.dmidecode.txt"),
+    )
+    .expect("dmidecode sample");
+    for mac in [web, wave] {
+        control_post(
+            &d.socket,
+            &format!("/api/v1/nodes/{mac}/hardware"),
+            &json!({ "dmidecode": dmi }),
+        );
+    }
+    let (code, _) = d.curl(&[], &format!("/boot/{fresh}.ipxe"));
+    assert_eq!(code, 200);
+    // Browsers ask for an icon with every page.
+    let (head, _) = http_get(d.http, "/favicon.ico", "GET");
+    assert!(head.starts_with("HTTP/1.1 204"), "{head}");
+
+    let browser = Browser::start(1400, 900).expect("start chromium");
+    let mut page = browser.page().expect("page");
+    page.navigate(&format!("http://{}/monitoring", d.http))
+        .expect("navigate");
+    page.wait_until(
+        "document.documentElement.dataset.state === 'ready' && \
+         document.querySelectorAll('#nodes tr').length === 7 && \
+         document.getElementById('conn').textContent === 'live'",
+        Duration::from_secs(20),
+    )
+    .expect("the page lists the nodes");
+    let row = |page: &mut common::cdp::Page, mac: &str| -> Value {
+        page.eval(&format!(
+            "(() => {{ const tr = document.querySelector('#nodes tr[data-mac=\"{mac}\"]');
+               return {{ cells: Array.from(tr.cells, c => c.textContent), cls: tr.className,
+                         health: tr.cells[10].className,
+                         color: getComputedStyle(tr.querySelector('.ph')).color }}; }})()"
+        ))
+        .expect("eval row")
+    };
+    let r = row(&mut page, web);
+    assert_eq!(r["cells"][3], "demo (from group web)", "{r}");
+    assert_eq!(r["cells"][10], "not checked", "{r}");
+    let r = row(&mut page, checked);
+    assert_eq!(r["cells"][10], "healthy", "{r}");
+    let r = row(&mut page, fresh);
+    assert_eq!(r["cells"][10], "waiting for adoption", "{r}");
+    let (stopped, unhealthy, failed) = (
+        row(&mut page, off),
+        row(&mut page, sick),
+        row(&mut page, broken),
+    );
+    assert_eq!(stopped["cls"], "st-stopped", "{stopped}");
+    assert_eq!(unhealthy["cls"], "st-broken", "{unhealthy}");
+    assert_eq!(unhealthy["health"], "health c-broken", "{unhealthy}");
+    assert_eq!(stopped["health"], "health c-stop", "{stopped}");
+    assert_eq!(
+        unhealthy["color"], failed["color"],
+        "unhealthy is red like failed"
+    );
+    assert_ne!(stopped["color"], unhealthy["color"], "stopped is not red");
+
+    // Default order: trouble, then the wave in progress, then the running fleet.
+    let phases = page
+        .eval("Array.from(document.querySelectorAll('#nodes tr'), r => r.dataset.phase)")
+        .expect("order");
+    let at = |p: &str| {
+        phases
+            .as_array()
+            .and_then(|a| a.iter().position(|x| x == p))
+            .unwrap_or_else(|| panic!("{p} missing in {phases}"))
+    };
+    assert!(at("failed") < at("installing"), "{phases}");
+    assert!(at("installing") < at("running"), "{phases}");
+
+    // Nothing is cut off at 1,400 px, the Console column included.
+    let fit = page
+        .eval(
+            "(() => { const w = document.querySelector('.tablewrap'); \
+               const th = document.querySelector('thead th:last-child'); \
+               return { scroll: w.scrollWidth, client: w.clientWidth, \
+                        right: th.getBoundingClientRect().right, box: w.getBoundingClientRect().right }; })()",
+        )
+        .expect("widths");
+    assert!(
+        fit["scroll"].as_f64() <= fit["client"].as_f64()
+            && fit["right"].as_f64() <= fit["box"].as_f64(),
+        "the table overflows its box at 1,400 px: {fit}"
+    );
+
+    // Times carry the date and the zone.
+    page.eval(&format!(
+        "document.querySelector('#nodes tr[data-mac=\"{wave}\"]').click()"
+    ))
+    .expect("click a row");
+    let (since, _) = page
+        .wait_until(
+            "(() => { const dts = Array.from(document.querySelectorAll('#detail dt'));
+               const dt = dts.find(d => d.textContent === 'in phase since');
+               return dt && dt.nextSibling.textContent; })()",
+            Duration::from_secs(3),
+        )
+        .expect("detail shown");
+    let shape = page
+        .eval(&format!(
+            "/^\\d{{4}}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC[+-]\\d\\d:\\d\\d$/.test({since})"
+        ))
+        .expect("regex");
+    assert_eq!(shape, true, "{since}");
+
+    // Without the event stream the page says its rows may be stale.
+    assert_eq!(
+        page.eval("document.getElementById('stale').hidden")
+            .expect("stale"),
+        true
+    );
+    assert_eq!(d.stop(), Some(0), "{}", d.log_text());
+    page.wait_until(
+        "!document.getElementById('stale').hidden && document.body.classList.contains('stale') && \
+         document.getElementById('stale').textContent.includes('may be out of date')",
+        Duration::from_secs(5),
+    )
+    .expect("stale data marked");
+    save_screenshot(&mut page, "monitoring-stale.png");
+    d.spawn(&[]);
+    page.wait_until(
+        "document.getElementById('conn').textContent === 'live' && \
+         document.getElementById('stale').hidden && !document.body.classList.contains('stale')",
+        Duration::from_secs(15),
+    )
+    .expect("the mark goes with the reconnect");
 }

@@ -116,7 +116,12 @@ pub fn status(app: &Arc<App>) -> Response<Body> {
     let status = Status {
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_seconds: app.started.elapsed().as_secs(),
-        config: cfg.source.as_ref().map(|p| p.display().to_string()),
+        config: cfg.source.as_ref().map(|p| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string()
+        }),
         state_dir: cfg.server.state_dir.display().to_string(),
         database: app.store.path().display().to_string(),
         http_listen: cfg.server.http_listen.to_string(),
@@ -132,6 +137,7 @@ pub fn status(app: &Arc<App>) -> Response<Body> {
             .unwrap_or_default()
             .into_iter()
             .collect(),
+        relay: crate::relay::admin::backlog(app),
     };
     json_response(StatusCode::OK, &status)
 }

@@ -182,7 +182,7 @@ pub async fn handle_public(
             }
         }
     };
-    count(&app, routed)
+    count(&app, "network", routed)
 }
 
 /// Answers one request of the control socket: the public table, then the admin table.
@@ -207,7 +207,7 @@ pub async fn handle_control(
             }
         }
     };
-    count(&app, routed)
+    count(&app, "control", routed)
 }
 
 /// A request refused before routing.
@@ -260,11 +260,12 @@ fn segments(path: &str) -> Vec<&str> {
     path.split('/').filter(|s| !s.is_empty()).collect()
 }
 
-/// Counts the answer under its route label and hands it on.
-fn count(app: &App, (label, response): Routed) -> Response<Body> {
+/// Counts the answer under its route and listener labels and hands it on.
+fn count(app: &App, listener: &'static str, (label, response): Routed) -> Response<Body> {
     app.metrics
         .http_requests
         .get_or_create(&crate::metrics::RouteLabels {
+            listener: listener.to_string(),
             route: label.to_string(),
             status: response.status().as_u16(),
         })
@@ -311,6 +312,7 @@ async fn public(
             let held = i64::try_from(assets::cache_bytes()).unwrap_or(i64::MAX);
             app.metrics.asset_cache_bytes.set(held);
             sample_deployments(app);
+            crate::relay::metrics::sample(app);
             let body = app.metrics.render(
                 &app.registry.count_by_phase(),
                 app.started.elapsed().as_secs(),
@@ -343,6 +345,7 @@ async fn public(
             ("assets", assets::serve(app, &req, &rest.join("/")).await)
         }
         (&Method::GET | &Method::HEAD, ["monitoring"]) => ("monitoring", monitoring::page()),
+        (&Method::GET | &Method::HEAD, ["favicon.ico"]) => ("favicon", monitoring::favicon()),
         (&Method::GET, ["api", "v1", "events"]) => {
             ("events", events::stream(app, req.uri().query()).await)
         }
@@ -394,16 +397,6 @@ fn sample_deployments(app: &App) {
         app.metrics
             .dhcp_leases_active
             .set(i64::try_from(active).unwrap_or(i64::MAX));
-    }
-    if let Ok(counts) = app.store.outbox_counts() {
-        let waiting: u64 = counts
-            .iter()
-            .filter(|(state, _)| state == "pending")
-            .map(|(_, n)| *n)
-            .sum();
-        app.metrics
-            .relay_backlog
-            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
     }
 }
 

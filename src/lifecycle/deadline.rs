@@ -166,6 +166,7 @@ async fn scan(app: &Arc<App>, deploys: &mut HashMap<MacAddr, Deploy>) {
         match app.registry.transition(node.mac, req).await {
             Ok(Applied::Changed(ev)) => {
                 deploys.remove(&node.mac);
+                app.metrics.deadline_timed_out.inc();
                 tracing::warn!(mac = %node.mac, profile = %profile, "deadline: {}", ev.message);
             }
             Ok(Applied::Unchanged) => {}

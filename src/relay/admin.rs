@@ -4,7 +4,7 @@
 use crate::app::App;
 use crate::nodes::Phase;
 use crate::store::{OutboxFilter, OutboxRow, StoreError};
-use bootd_api::{RelayEntry, RelayOverview, RelayUpstream, Timestamp};
+use bootd_api::{RelayBacklog, RelayEntry, RelayOverview, RelayUpstream, Timestamp};
 use serde_json::Value;
 
 /// Rows listed per kind (failing, dead, recent).
@@ -45,6 +45,39 @@ pub fn row_view(r: &OutboxRow) -> RelayEntry {
         created_at: Timestamp::from_stored(&r.created_at),
         event,
     }
+}
+
+/// The backlog per upstream for `GET /api/v1/status`: every configured upstream (zeros
+/// when all went out) and any other that still has rows (blocking store read; an
+/// unreadable store shows none).
+pub fn backlog(app: &App) -> Vec<RelayBacklog> {
+    let counts = match app.store.outbox_upstream_counts() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the relay backlog");
+            return Vec::new();
+        }
+    };
+    let row = |name: &str| {
+        let c = counts.iter().find(|c| c.upstream == name);
+        RelayBacklog {
+            upstream: name.to_string(),
+            pending: c.map_or(0, |c| c.pending),
+            failing: c.map_or(0, |c| c.failing),
+            dead: c.map_or(0, |c| c.dead),
+            oldest_pending: c
+                .and_then(|c| c.oldest_pending.as_deref())
+                .map(Timestamp::from_stored),
+        }
+    };
+    let cfg = app.config();
+    let mut out: Vec<RelayBacklog> = cfg.upstream.iter().map(|u| row(&u.name)).collect();
+    for c in &counts {
+        if !cfg.upstream.iter().any(|u| u.name == c.upstream) && (c.pending > 0 || c.dead > 0) {
+            out.push(row(&c.upstream));
+        }
+    }
+    out
 }
 
 /// The whole picture for `GET /api/v1/relay` (blocking store reads).

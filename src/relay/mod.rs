@@ -2,6 +2,7 @@
 //! at least once and in order per node, nodes in parallel, with backoff and dead letters.
 
 pub mod admin;
+pub mod metrics;
 mod verdict;
 
 // The client, signer and backoff live in `outbound`; these names stay for existing users.
@@ -132,6 +133,7 @@ pub async fn serve(app: Arc<App>) -> Result<(), String> {
     let mut events = app.registry.subscribe();
     let mut relay = Dispatcher {
         store: app.store.clone(),
+        metrics: app.metrics.clone(),
         workers: JoinSet::new(),
         busy: HashMap::new(),
         queues: HashSet::new(),
@@ -197,6 +199,7 @@ pub async fn serve(app: Arc<App>) -> Result<(), String> {
 /// Which queues have a worker, and starting new ones within the bounds.
 struct Dispatcher {
     store: Arc<Store>,
+    metrics: Arc<crate::metrics::Metrics>,
     workers: JoinSet<()>,
     /// The queue each running worker drains.
     busy: HashMap<tokio::task::Id, (Key, Arc<Target>)>,
@@ -225,10 +228,11 @@ impl Dispatcher {
         }
         *self.per_upstream.entry(target.name.clone()).or_insert(0) += 1;
         let store = self.store.clone();
+        let metrics = self.metrics.clone();
         let worker_target = target.clone();
         let node = key.1.clone();
         let handle = self.workers.spawn(async move {
-            drain(&store, &worker_target, &node).await;
+            drain(&store, &metrics.relay, &worker_target, &node).await;
         });
         self.busy.insert(handle.id(), (key, target.clone()));
     }
@@ -283,7 +287,7 @@ impl Dispatcher {
 
 /// Delivers one node's due rows for one upstream, in order, until its queue is empty,
 /// its head must wait (backoff), or `MAX_RUN` rows went.
-async fn drain(store: &Arc<Store>, target: &Target, node: &str) {
+async fn drain(store: &Arc<Store>, metrics: &metrics::RelayMetrics, target: &Target, node: &str) {
     for _ in 0..MAX_RUN {
         let s = store.clone();
         let (name, key) = (target.name.clone(), node.to_string());
@@ -302,6 +306,12 @@ async fn drain(store: &Arc<Store>, target: &Target, node: &str) {
         let attempts = head.attempts.saturating_add(1);
         let outcome = deliver(target, &head, attempts).await;
         let verdict = judge(&outcome, attempts, random_unit());
+        let result = match &verdict {
+            Verdict::Delivered => "ok",
+            Verdict::Retry(..) => "failed",
+            Verdict::Dead(_) => "dead",
+        };
+        metrics.delivered(&target.name, result);
         let written = match &verdict {
             Verdict::Delivered => {
                 tracing::debug!(upstream = %target.name, node, seq = head.seq, attempts,

@@ -132,3 +132,97 @@ impl Listeners {
         });
     }
 }
+
+/// The keys bound at start that a reload cannot change, each as `key (old → new)`: the
+/// listeners above, the control socket and its group, and the state dir the store lives
+/// in. DHCP interfaces and the proxy/full choice apply at run time; turning DHCP on or
+/// off does not (its sockets are bound at start or never).
+pub fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
+    fn diff(out: &mut Vec<String>, key: &str, old: String, new: String) {
+        if old != new {
+            out.push(format!("{key} ({old} → {new})"));
+        }
+    }
+    let mut out = Vec::new();
+    let shown = |p: &std::path::Path| p.display().to_string();
+    diff(
+        &mut out,
+        "server.http_listen",
+        old.server.http_listen.to_string(),
+        new.server.http_listen.to_string(),
+    );
+    diff(
+        &mut out,
+        "server.control_socket",
+        shown(&old.server.control_socket),
+        shown(&new.server.control_socket),
+    );
+    let group = |g: &Option<String>| g.clone().unwrap_or_else(|| "none".into());
+    diff(
+        &mut out,
+        "server.control_group",
+        group(&old.server.control_group),
+        group(&new.server.control_group),
+    );
+    diff(
+        &mut out,
+        "server.state_dir",
+        shown(&old.server.state_dir),
+        shown(&new.server.state_dir),
+    );
+    diff(
+        &mut out,
+        "tftp.enabled",
+        old.tftp.enabled.to_string(),
+        new.tftp.enabled.to_string(),
+    );
+    if old.tftp.enabled && new.tftp.enabled {
+        diff(
+            &mut out,
+            "tftp.listen",
+            old.tftp.listen.to_string(),
+            new.tftp.listen.to_string(),
+        );
+    }
+    let dhcp_on = |c: &Config| c.dhcp.mode != DhcpMode::Off;
+    if dhcp_on(old) != dhcp_on(new) {
+        diff(
+            &mut out,
+            "dhcp.mode",
+            format!("{:?}", old.dhcp.mode).to_lowercase(),
+            format!("{:?}", new.dhcp.mode).to_lowercase(),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_changes_need_a_restart_and_name_the_key() {
+        let mut old = Config::embedded(std::path::Path::new("/srv/x"));
+        old.dhcp.mode = DhcpMode::Proxy;
+        let mut new = old.clone();
+        assert!(restart_needed(&old, &new).is_empty());
+        new.server.interfaces = vec!["eth1".into()];
+        new.dhcp.mode = DhcpMode::Full;
+        assert!(restart_needed(&old, &new).is_empty(), "applied at run time");
+        new.dhcp.mode = DhcpMode::Off;
+        assert_eq!(restart_needed(&old, &new), ["dhcp.mode (proxy → off)"]);
+        new.dhcp.mode = DhcpMode::Full;
+        new.server.http_listen = "127.0.0.1:9999".parse().expect("addr");
+        new.tftp.listen = "127.0.0.1:7000".parse().expect("addr");
+        assert_eq!(
+            restart_needed(&old, &new),
+            [
+                format!(
+                    "server.http_listen ({} → 127.0.0.1:9999)",
+                    old.server.http_listen
+                ),
+                format!("tftp.listen ({} → 127.0.0.1:7000)", old.tftp.listen),
+            ]
+        );
+    }
+}

@@ -24,8 +24,12 @@ pub enum CtlError {
     Denied(PathBuf),
     #[error("cannot talk to bootd on {path}: {detail}")]
     Io { path: PathBuf, detail: String },
-    #[error("bootd answered {status}: {message}")]
+    /// bootd refused the request; its reason (the status only when it gave none).
+    #[error("{}", refusal(*.status, .message))]
     Refused { status: u16, message: String },
+    /// A node or group bootd does not know.
+    #[error("{0}")]
+    Unknown(String),
     #[error("unexpected answer from bootd on {path}: {detail}")]
     Answer { path: String, detail: String },
     #[error("{0}")]
@@ -33,6 +37,22 @@ pub enum CtlError {
     /// `reprovision --wait`: some nodes did not get to running (the table was printed).
     #[error("{0}")]
     Unfinished(String),
+}
+
+/// A refusal as the operator reads it: bootd's reason, not an HTTP code.
+fn refusal(status: u16, message: &str) -> String {
+    if !message.trim().is_empty() {
+        return message.to_string();
+    }
+    let what = match status {
+        400 => "bootd refused the request as invalid",
+        401 | 403 => "bootd refused the request: not allowed",
+        404 => "bootd does not know that",
+        409 => "bootd refused the request: it conflicts with the current state",
+        500..=599 => "bootd failed to answer the request",
+        _ => "bootd refused the request",
+    };
+    format!("{what} (HTTP {status})")
 }
 
 /// The socket to use: the flag or env, else the production path, else the local one.

@@ -2,7 +2,7 @@
 //! backoff), and `bootctl watch` on top of it.
 
 use crate::client::{refused, Client, CtlError};
-use bootd_api::{routes, Event, Lagged, NodeList, NodeView};
+use bootd_api::{routes, Event, GroupList, Lagged, NodeList, NodeView};
 use bootd_proto::mac::MacAddr;
 use bootd_proto::sse::{SseMessage, SseParser};
 use http_body_util::BodyExt;
@@ -169,6 +169,8 @@ pub fn event_line(ev: &Event) -> String {
 pub struct WatchFilter {
     pub mac: Option<String>,
     pub group: Option<String>,
+    /// Wait for a MAC or group bootd does not know yet instead of refusing it.
+    pub wait_for_new: bool,
 }
 
 impl WatchFilter {
@@ -188,13 +190,14 @@ impl WatchFilter {
 }
 
 /// The nodes' last seen sequence numbers; after a break, what changed meanwhile.
+/// Returns how many nodes the filter matched.
 async fn resync(
     client: &Client,
     filter: &WatchFilter,
     seen: &mut HashMap<MacAddr, u64>,
     print: bool,
     json_out: bool,
-) -> Result<(), CtlError> {
+) -> Result<usize, CtlError> {
     let mac = match &filter.mac {
         Some(m) => Some(
             m.parse::<MacAddr>()
@@ -204,11 +207,13 @@ async fn resync(
     };
     let nodes = client.get::<NodeList>(routes::NODES).await?;
     let raw_rows = nodes.raw.get("nodes").and_then(Value::as_array);
+    let mut matched = 0;
     for (i, entry) in nodes.body.nodes.iter().enumerate() {
         let n = &entry.node;
         if !filter.wants(n, mac) {
             continue;
         }
+        matched += 1;
         let changed = match seen.insert(n.mac, n.seq) {
             Some(before) => before < n.seq,
             None => n.seq > 0,
@@ -230,6 +235,48 @@ async fn resync(
             }
         }
     }
+    Ok(matched)
+}
+
+/// Refuses to follow a MAC or group bootd does not know (a typo would wait forever),
+/// unless `--wait-for-new` asks for exactly that.
+async fn check_known(
+    client: &Client,
+    filter: &WatchFilter,
+    matched: usize,
+) -> Result<(), CtlError> {
+    if matched > 0 {
+        return Ok(());
+    }
+    if let Some(mac) = &filter.mac {
+        if filter.wait_for_new {
+            eprintln!("bootctl: {mac} is not known yet; waiting for it to appear");
+            return Ok(());
+        }
+        return Err(CtlError::Unknown(format!(
+            "unknown node {mac}: not in the config, not added and not discovered \
+             (bootctl watch {mac} --wait-for-new waits for it)"
+        )));
+    }
+    if let Some(group) = &filter.group {
+        let groups = client.get::<GroupList>(routes::GROUPS).await?;
+        if groups.body.groups.iter().any(|g| &g.name == group) {
+            return Ok(());
+        }
+        if filter.wait_for_new {
+            eprintln!("bootctl: group {group} is not known yet; waiting for its nodes");
+            return Ok(());
+        }
+        let names: Vec<&str> = groups.body.groups.iter().map(|g| g.name.as_str()).collect();
+        let known = if names.is_empty() {
+            "no groups are defined".to_string()
+        } else {
+            format!("known groups: {}", names.join(", "))
+        };
+        return Err(CtlError::Unknown(format!(
+            "unknown group {group} ({known}; --wait-for-new waits for it)"
+        )));
+    }
     Ok(())
 }
 
@@ -239,7 +286,8 @@ pub async fn watch(client: &Client, filter: WatchFilter, json_out: bool) -> Resu
     let mut follower = Follower::new(client, filter.path());
     follower.connect().await?;
     let mut seen = HashMap::new();
-    resync(client, &filter, &mut seen, false, json_out).await?;
+    let matched = resync(client, &filter, &mut seen, false, json_out).await?;
+    check_known(client, &filter, matched).await?;
     loop {
         match follower.next().await? {
             Followed::Event(ev, raw) => {

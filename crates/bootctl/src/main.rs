@@ -85,17 +85,28 @@ enum Command {
         overall_timeout: std::time::Duration,
     },
     /// Follow phase changes live (reconnects when bootd restarts; Ctrl-C ends it).
+    ///
+    /// A MAC or group bootd does not know is refused (exit 1) unless --wait-for-new.
+    #[command(
+        after_help = "Examples:\n  bootctl watch\n  bootctl watch 52:54:00:12:34:56\n  \
+        bootctl watch --group web\n  bootctl watch 52:54:00:12:34:57 --wait-for-new"
+    )]
     Watch {
         /// Only this node.
         mac: Option<String>,
         /// Only this group's nodes.
         #[arg(long, conflicts_with = "mac")]
         group: Option<String>,
+        /// Wait for a MAC or group that bootd does not know yet (a machine about to boot).
+        #[arg(long)]
+        wait_for_new: bool,
     },
     /// Groups with their state (in_progress, completed, clustered, timeout, error).
     Groups,
     /// Hardware inventories: one node's latest, or every discovered machine that reported.
     Hardware { mac: Option<String> },
+    /// Print bootctl's version.
+    Version,
     /// Upstream relay: backlog, failures and dead letters per upstream.
     Relay {
         #[command(subcommand)]
@@ -105,23 +116,34 @@ enum Command {
 
 #[derive(Subcommand)]
 enum RelayCommand {
-    /// Move dead letters back to the queue.
+    /// Move dead letters back to the queue: one by id, or every one with --all-dead.
+    #[command(
+        after_help = "Examples:\n  bootctl relay retry 42\n  bootctl relay retry --all-dead"
+    )]
     Retry {
-        /// One dead letter by id.
-        #[arg(
-            long,
-            conflicts_with = "all_dead",
-            required_unless_present = "all_dead"
-        )]
+        /// One dead letter by id (or --id ID); --all-dead retries every one instead.
+        #[arg(value_name = "ID", conflicts_with_all = ["all_dead", "id_flag"])]
         id: Option<i64>,
+        /// The same, as a flag.
+        #[arg(long = "id", value_name = "ID", conflicts_with = "all_dead")]
+        id_flag: Option<i64>,
         /// Every dead letter.
         #[arg(long)]
         all_dead: bool,
     },
     /// Delete one undelivered event (pending or dead) for good.
+    #[command(after_help = "Examples:\n  bootctl relay drop 42\n  bootctl relay drop --id 42")]
     Drop {
-        #[arg(long)]
-        id: i64,
+        /// The event's id (`bootctl relay` lists them).
+        #[arg(
+            value_name = "ID",
+            required_unless_present = "id_flag",
+            conflicts_with = "id_flag"
+        )]
+        id: Option<i64>,
+        /// The same, as a flag.
+        #[arg(long = "id", value_name = "ID")]
+        id_flag: Option<i64>,
     },
 }
 
@@ -351,8 +373,16 @@ fn main() -> ExitCode {
                 });
                 wait::reprovision(&client, &body, wait, out.json).await
             }
-            Command::Watch { mac, group } => {
-                let filter = follow::WatchFilter { mac, group };
+            Command::Watch {
+                mac,
+                group,
+                wait_for_new,
+            } => {
+                let filter = follow::WatchFilter {
+                    mac,
+                    group,
+                    wait_for_new,
+                };
                 follow::watch(&client, filter, out.json).await
             }
             Command::Groups => client
@@ -367,9 +397,31 @@ fn main() -> ExitCode {
                 .get::<RelayOverview>(routes::RELAY)
                 .await
                 .map(|a| out.relay(&a)),
+            Command::Version => {
+                if out.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "version": env!("CARGO_PKG_VERSION") })
+                    );
+                } else {
+                    println!("bootctl {}", env!("CARGO_PKG_VERSION"));
+                }
+                Ok(())
+            }
             Command::Relay {
-                action: Some(RelayCommand::Retry { id, all_dead }),
+                action:
+                    Some(RelayCommand::Retry {
+                        id,
+                        id_flag,
+                        all_dead,
+                    }),
             } => {
+                let id = id.or(id_flag);
+                if id.is_none() && !all_dead {
+                    return Err(CtlError::Usage(
+                        "relay retry needs an ID (bootctl relay retry 42) or --all-dead".into(),
+                    ));
+                }
                 let body = bootd_api::RelayAction {
                     id: if all_dead { None } else { id },
                     all_dead,
@@ -380,10 +432,10 @@ fn main() -> ExitCode {
                     .map(|a| out.retried(&a))
             }
             Command::Relay {
-                action: Some(RelayCommand::Drop { id }),
+                action: Some(RelayCommand::Drop { id, id_flag }),
             } => {
                 let body = bootd_api::RelayAction {
-                    id: Some(id),
+                    id: id.or(id_flag),
                     all_dead: false,
                 };
                 client
@@ -393,15 +445,19 @@ fn main() -> ExitCode {
             }
         }
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(CtlError::Usage(m)) => {
-            eprintln!("bootctl: {m}");
-            ExitCode::from(2)
-        }
-        Err(e) => {
+    let code = match &result {
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(CtlError::Usage(_)) => ExitCode::from(2),
+        Err(_) => ExitCode::FAILURE,
+    };
+    if let Err(e) = result {
+        // Under --json a script reads the reason as JSON on stdout (`reprovision --wait`
+        // already ended its output with the summary; its reason stays on stderr).
+        if out.json && !matches!(e, CtlError::Unfinished(_)) {
+            println!("{}", serde_json::json!({ "error": e.to_string() }));
+        } else {
             eprintln!("bootctl: {e}");
-            ExitCode::FAILURE
         }
     }
+    code
 }

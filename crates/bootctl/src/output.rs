@@ -91,6 +91,22 @@ impl Output {
         for (p, n) in &v.phases {
             println!("    {p:<20} {n}");
         }
+        if v.relay.is_empty() {
+            println!("  {:<15} no upstreams", "relay:");
+        } else {
+            println!("  {:<15}", "relay:");
+        }
+        for r in &v.relay {
+            let oldest = r
+                .oldest_pending
+                .as_ref()
+                .map(|t| format!(", oldest since {t}"))
+                .unwrap_or_default();
+            println!(
+                "    {:<20} {} pending ({} failing), {} dead{oldest}",
+                r.upstream, r.pending, r.failing, r.dead
+            );
+        }
     }
 
     /// `bootctl nodes`.

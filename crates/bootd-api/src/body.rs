@@ -219,6 +219,23 @@ pub struct Status {
     pub phases: BTreeMap<String, u64>,
     #[serde(default)]
     pub outbox: BTreeMap<String, u64>,
+    /// The relay backlog per upstream: every configured one, and any that still has rows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relay: Vec<RelayBacklog>,
+}
+
+/// One upstream's backlog in `GET /api/v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayBacklog {
+    pub upstream: String,
+    /// Events still to deliver (including the failing ones).
+    pub pending: u64,
+    /// Pending events that failed at least once.
+    pub failing: u64,
+    /// Events set aside after the upstream kept refusing them.
+    pub dead: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_pending: Option<Timestamp>,
 }
 
 /// A member of a group.
