@@ -168,6 +168,7 @@ pub fn overview(app: &App) -> bootd_api::GroupList {
                         progress: n.progress,
                     })
                     .collect(),
+                progress: None,
             }
         })
         .collect();

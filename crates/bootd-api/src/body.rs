@@ -222,6 +222,8 @@ pub enum GroupState {
     /// No member has booted yet (or the group has none).
     Pending,
     InProgress,
+    /// Every member runs and `on_complete` is forming the cluster.
+    Forming,
     Completed,
     Clustered,
     Timeout,
@@ -236,6 +238,7 @@ impl fmt::Display for GroupState {
         f.write_str(match self {
             GroupState::Pending => "pending",
             GroupState::InProgress => "in_progress",
+            GroupState::Forming => "forming",
             GroupState::Completed => "completed",
             GroupState::Clustered => "clustered",
             GroupState::Timeout => "timeout",
@@ -254,6 +257,10 @@ pub struct Group {
     pub state: GroupState,
     pub reason: String,
     pub nodes: Vec<GroupMember>,
+    /// Overall progress: 0–70 deployment, 70–100 cluster formation (absent from older
+    /// daemons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<u8>,
 }
 
 /// `GET /api/v1/groups`.
@@ -378,6 +385,10 @@ pub struct Reprovisioned {
     pub progress: u8,
     pub seq: u64,
     pub power_cycle: PowerCycle,
+    /// The install profile's `timeout` in seconds, if it has one (absent from older
+    /// daemons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
 }
 
 /// The answer of `POST /api/v1/reprovision`.
