@@ -143,6 +143,11 @@ pub async fn run(
     let nodes = done
         .into_iter()
         .map(|(mac, profile, generation, n)| Reprovisioned {
+            timeout_secs: cfg
+                .profiles
+                .get(&profile)
+                .and_then(|p| p.timeout)
+                .map(|t| t.as_secs()),
             mac,
             hostname: n.hostname,
             profile,

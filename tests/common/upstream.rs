@@ -1,5 +1,6 @@
-//! A real HTTP/1.1 server on loopback for tests: the handler decides each answer (status,
-//! hang, close); it can be stopped and started again on the same port.
+//! A real HTTP/1.1 server on loopback for tests (or on every address of a test's network
+//! namespace): the handler decides each answer (status, hang, close); it can be stopped and
+//! started again on the same port.
 
 #![allow(dead_code)]
 
@@ -60,6 +61,8 @@ type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
 /// The server.
 pub struct FakeServer {
     port: u16,
+    /// The network namespace it listens in (on 0.0.0.0), or None for the host's loopback.
+    netns: Option<String>,
     handler: Handler,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -70,6 +73,24 @@ impl FakeServer {
     pub fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> FakeServer {
         let mut s = FakeServer {
             port: 0,
+            netns: None,
+            handler: Arc::new(handler),
+            stop: Arc::new(AtomicBool::new(false)),
+            thread: None,
+        };
+        s.listen();
+        s
+    }
+
+    /// Starts on a free port of every address inside network namespace `ns`, so a daemon
+    /// there reaches it on 127.0.0.1 and machines on the namespace's bridge on its address.
+    pub fn start_in(
+        ns: &str,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> FakeServer {
+        let mut s = FakeServer {
+            port: 0,
+            netns: Some(ns.to_string()),
             handler: Arc::new(handler),
             stop: Arc::new(AtomicBool::new(false)),
             thread: None,
@@ -89,7 +110,20 @@ impl FakeServer {
     }
 
     fn listen(&mut self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).expect("bind fake server");
+        let listener = match &self.netns {
+            None => TcpListener::bind(("127.0.0.1", self.port)).expect("bind fake server"),
+            // A socket belongs to the namespace of the thread that creates it.
+            Some(ns) => {
+                let (ns, port) = (ns.clone(), self.port);
+                std::thread::spawn(move || {
+                    super::netns::enter(&ns);
+                    TcpListener::bind(("0.0.0.0", port))
+                })
+                .join()
+                .expect("netns bind thread")
+                .expect("bind fake server in the namespace")
+            }
+        };
         self.port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
         let stop = Arc::new(AtomicBool::new(false));

@@ -173,6 +173,10 @@ cat >"$root/init" <<'EOF'
 #!/bin/sh
 # bootd test guest: network up, one phase POST, power off. Kernel arguments read:
 #   bootd.phase_url=URL  bootd.token=TOKEN  [bootd.phase=NAME (default installing)]
+#   bootd.mode=serve: post `installing`, then `registered` with the lease's IP, then stay up
+#     with an SSH banner on port 22 and /health on port 8080 (busybox httpd);
+#   bootd.health_ctl=URL (serve mode): polled every second; an answer containing `fail`
+#     removes /health (HTTP 404) until one without it brings it back.
 export PATH=/bin:/sbin
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -206,8 +210,11 @@ for m in $(cat /lib/modules/order); do
 done
 
 phase_url=""; token=""; phase=installing; hardware_url=""; explicit_phase=""
+mode=once; health_ctl=""
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
+        bootd.mode=*) mode="${arg#bootd.mode=}" ;;
+        bootd.health_ctl=*) health_ctl="${arg#bootd.health_ctl=}" ;;
         bootd.phase_url=*) phase_url="${arg#bootd.phase_url=}" ;;
         bootd.token=*) token="${arg#bootd.token=}" ;;
         bootd.phase=*) phase="${arg#bootd.phase=}"; explicit_phase=1 ;;
@@ -237,24 +244,55 @@ if [ -z "$phase_url" ]; then
     say "no bootd.phase_url on the kernel command line"
     finish
 fi
-body="{\"phase\":\"$phase\",\"progress\":50,\"message\":\"guest up; secureboot=$secureboot\"}"
-status=none
-attempt=0
-while [ "$attempt" -lt 5 ]; do
-    attempt=$((attempt + 1))
-    rm -f /tmp/resp /tmp/wget.log
-    # Debian's busybox-static 1.35 wget segfaults with -T, so busybox timeout bounds it.
-    timeout -s KILL 15 wget -q -S -O /tmp/resp \
-        --header "Authorization: Bearer $token" \
-        --header "Content-Type: application/json" \
-        --post-data "$body" "$phase_url" 2>/tmp/wget.log
-    # -S prints the status line; on an error status wget says "server returned error: HTTP/1.1 4xx".
-    status="$(grep -o 'HTTP/1\.[01] [0-9][0-9][0-9]' /tmp/wget.log | tail -n1 | cut -d' ' -f2)"
-    [ -n "$status" ] && break
+# post BODY: one phase callback, retried; sets $status to the HTTP status (or none).
+post() {
     status=none
-    say "post attempt $attempt failed: $(tail -n1 /tmp/wget.log)"
-    sleep 1
-done
+    attempt=0
+    while [ "$attempt" -lt 5 ]; do
+        attempt=$((attempt + 1))
+        rm -f /tmp/resp /tmp/wget.log
+        # Debian's busybox-static 1.35 wget segfaults with -T, so busybox timeout bounds it.
+        timeout -s KILL 15 wget -q -S -O /tmp/resp \
+            --header "Authorization: Bearer $token" \
+            --header "Content-Type: application/json" \
+            --post-data "$1" "$phase_url" 2>/tmp/wget.log
+        # -S prints the status line; on an error status wget says "server returned error: HTTP/1.1 4xx".
+        status="$(grep -o 'HTTP/1\.[01] [0-9][0-9][0-9]' /tmp/wget.log | tail -n1 | cut -d' ' -f2)"
+        [ -n "$status" ] && return 0
+        status=none
+        say "post attempt $attempt failed: $(tail -n1 /tmp/wget.log)"
+        sleep 1
+    done
+}
+
+if [ "$mode" = serve ]; then
+    # An installed machine in miniature: installing, registered with its IP, then services.
+    myip="$(ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1 | head -n1)"
+    post "{\"phase\":\"installing\",\"progress\":50,\"message\":\"guest up; secureboot=$secureboot\"}"
+    say "posted installing $status"
+    printf '#!/bin/sh\necho SSH-2.0-bootd-test\nsleep 1\n' >/bin/ssh-banner
+    chmod 755 /bin/ssh-banner
+    nc -ll -p 22 -e /bin/ssh-banner &
+    mkdir -p /www
+    echo ok >/www/health
+    httpd -p 8080 -h /www
+    say "serving ssh banner on 22 and /health on 8080"
+    post "{\"phase\":\"registered\",\"ip\":\"$myip\",\"message\":\"guest serving on $myip\"}"
+    say "posted registered $status"
+    healthy=1
+    while :; do
+        if [ -n "$health_ctl" ]; then
+            answer="$(timeout -s KILL 5 wget -q -O - "$health_ctl" 2>/dev/null)"
+            case "$answer" in
+                *fail*) [ "$healthy" = 1 ] && { rm -f /www/health; healthy=0; say "health off"; } ;;
+                ?*) [ "$healthy" = 0 ] && { echo ok >/www/health; healthy=1; say "health on"; } ;;
+            esac
+        fi
+        sleep 1
+    done
+fi
+
+post "{\"phase\":\"$phase\",\"progress\":50,\"message\":\"guest up; secureboot=$secureboot\"}"
 say "posted $status"
 finish
 EOF

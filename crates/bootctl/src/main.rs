@@ -4,6 +4,7 @@
 mod client;
 mod follow;
 mod output;
+mod stages;
 mod timeline;
 mod wait;
 
@@ -74,15 +75,19 @@ enum Command {
         /// Install this profile instead of each node's own (or its group's).
         #[arg(long)]
         profile: Option<String>,
-        /// Follow the nodes until all are running; exit 1 if any fails or times out.
+        /// Follow the nodes until all are running (clustered, in a group with on_complete);
+        /// exit 1 if any fails or times out.
         #[arg(long)]
         wait: bool,
-        /// With --wait: per-node limit, e.g. 45m.
-        #[arg(long, requires = "wait", value_parser = duration)]
+        /// With --wait: per-node limit, e.g. 45m [default: the profile's timeout, else 45m].
+        #[arg(long, requires = "wait", value_parser = positive_duration)]
         timeout: Option<std::time::Duration>,
         /// With --wait: limit of the whole wait.
-        #[arg(long, requires = "wait", value_parser = duration, default_value = "2h")]
+        #[arg(long, requires = "wait", value_parser = positive_duration, default_value = "60m")]
         overall_timeout: std::time::Duration,
+        /// With --wait, in a pipe: print a summary line this often.
+        #[arg(long, requires = "wait", value_parser = positive_duration, default_value = "5m")]
+        report_every: std::time::Duration,
     },
     /// Follow phase changes live (reconnects when bootd restarts; Ctrl-C ends it).
     ///
@@ -101,7 +106,9 @@ enum Command {
         #[arg(long)]
         wait_for_new: bool,
     },
-    /// Groups with their state (in_progress, completed, clustered, timeout, error).
+    /// Groups with their state (pending, in_progress, forming, completed, clustered,
+    /// member_failed, hook_failed, timeout) and progress (0-70% deployment, 70-100% cluster
+    /// formation).
     Groups,
     /// Hardware inventories: one node's latest, or every discovered machine that reported.
     Hardware { mac: Option<String> },
@@ -214,6 +221,8 @@ enum UsageError {
         text: String,
         source: bootd_proto::duration::DurationError,
     },
+    #[error("{0:?}: must be longer than zero")]
+    Zero(String),
 }
 
 impl NodeFieldArgs {
@@ -252,6 +261,15 @@ fn duration(text: &str) -> Result<std::time::Duration, UsageError> {
         text: text.to_string(),
         source,
     })
+}
+
+/// A duration that must not be zero (`--timeout 0` would end every wait at once).
+fn positive_duration(text: &str) -> Result<std::time::Duration, UsageError> {
+    let d = duration(text)?;
+    if d.is_zero() {
+        return Err(UsageError::Zero(text.to_string()));
+    }
+    Ok(d)
 }
 
 fn usage(e: UsageError) -> CtlError {
@@ -359,6 +377,7 @@ fn main() -> ExitCode {
                 wait,
                 timeout,
                 overall_timeout,
+                report_every,
             } => {
                 let body = ReprovisionRequest {
                     macs,
@@ -369,6 +388,7 @@ fn main() -> ExitCode {
                 let wait = wait.then(|| wait::WaitOptions {
                     per_node: timeout,
                     overall: overall_timeout,
+                    report_every,
                     display: wait::Display::pick(out.json),
                 });
                 wait::reprovision(&client, &body, wait, out.json).await

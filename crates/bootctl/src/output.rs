@@ -221,16 +221,21 @@ impl Output {
                     .iter()
                     .filter(|n| matches!(n.phase, Phase::Running | Phase::Clustered))
                     .count();
+                let p = crate::stages::of_group(g);
                 vec![
                     g.name.clone(),
                     or_dash(&g.profile),
                     g.state.to_string(),
+                    format!("{:>3}% {}", p.percent, p.stage.label()),
                     format!("{live}/{}", g.nodes.len()),
                     g.reason.clone(),
                 ]
             })
             .collect();
-        table(&["GROUP", "PROFILE", "STATE", "RUNNING", "REASON"], &rows);
+        table(
+            &["GROUP", "PROFILE", "STATE", "PROGRESS", "RUNNING", "REASON"],
+            &rows,
+        );
     }
 
     /// Answers of node add/set/adopt.

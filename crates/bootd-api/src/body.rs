@@ -254,6 +254,8 @@ pub enum GroupState {
     /// No member has booted yet (or the group has none).
     Pending,
     InProgress,
+    /// Every member runs and `on_complete` is forming the cluster.
+    Forming,
     Completed,
     Clustered,
     Timeout,
@@ -261,8 +263,6 @@ pub enum GroupState {
     MemberFailed,
     /// Every member runs but `on_complete` gave up.
     HookFailed,
-    /// Every member runs and the cluster is being formed (`on_complete` under way).
-    Forming,
 }
 
 impl fmt::Display for GroupState {
@@ -270,12 +270,12 @@ impl fmt::Display for GroupState {
         f.write_str(match self {
             GroupState::Pending => "pending",
             GroupState::InProgress => "in_progress",
+            GroupState::Forming => "forming",
             GroupState::Completed => "completed",
             GroupState::Clustered => "clustered",
             GroupState::Timeout => "timeout",
             GroupState::MemberFailed => "member_failed",
             GroupState::HookFailed => "hook_failed",
-            GroupState::Forming => "forming",
         })
     }
 }
@@ -427,6 +427,10 @@ pub struct Reprovisioned {
     pub progress: u8,
     pub seq: u64,
     pub power_cycle: PowerCycle,
+    /// The install profile's `timeout` in seconds, if it has one (absent from older
+    /// daemons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
 }
 
 /// The answer of `POST /api/v1/reprovision`.
