@@ -333,6 +333,8 @@ fn group_of_three_deploys_clusters_and_is_watched() {
     // From here on bootd's readiness poller and cluster formation do the work.
     let code = ctl.wait(DEPLOY_BOUND.saturating_sub(t0.elapsed()));
     let out = ctl.output();
+    // The transcript (shown with --nocapture; README "Deployment lifecycle" quotes one).
+    eprintln!("--- bootctl reprovision --group trio --wait ---\n{out}");
     assert_eq!(
         code,
         Some(0),
