@@ -310,3 +310,47 @@ fn small_cli_edges_version_positional_ids_and_json_errors() {
     assert_eq!(rc, 2, "{err}");
     assert!(err.contains("--all-dead"), "{err}");
 }
+
+#[test]
+fn nodes_filter_by_phase_and_group_and_print_for_scripts() {
+    let d = start(
+        r#"
+[groups.web]
+
+[[nodes]]
+mac = "52:54:00:21:09:01"
+hostname = "w1"
+group = "web"
+
+[[nodes]]
+mac = "52:54:00:21:09:02"
+hostname = "db1"
+"#,
+    );
+    let (rc, _, err) = d.bootctl(&["phase", "52:54:00:21:09:02", "failed"]);
+    assert_eq!(rc, 0, "{err}");
+
+    let (rc, out, _) = d.bootctl(&["nodes"]);
+    assert_eq!(rc, 0);
+    let header = out.lines().next().unwrap_or_default();
+    assert!(header.contains("IN PHASE"), "{out}");
+    assert!(out.contains("w1") && out.contains("db1"), "{out}");
+
+    let (_, out, _) = d.bootctl(&["nodes", "--phase", "failed"]);
+    assert!(out.contains("db1") && !out.contains("w1"), "{out}");
+    let (_, out, _) = d.bootctl(&["nodes", "--group", "web", "--no-headers"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].starts_with("52:54:00:21:09:01"), "{out}");
+    let (_, out, _) = d.bootctl(&["nodes", "-o", "wide"]);
+    let header = out.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("HEALTH") && header.contains("ORIGIN"),
+        "{out}"
+    );
+    let (rc, out, _) = d.bootctl(&["nodes", "--phase", "running"]);
+    assert_eq!(rc, 0);
+    assert_eq!(out.trim(), "no nodes match (of 2)");
+    let (rc, _, err) = d.bootctl(&["nodes", "-o", "tall"]);
+    assert_eq!(rc, 2, "{err}");
+}

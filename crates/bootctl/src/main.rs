@@ -38,12 +38,43 @@ struct Cli {
     command: Command,
 }
 
+/// `bootctl nodes` filters and layout.
+#[derive(clap::Args, Debug)]
+struct NodesArgs {
+    /// Only nodes in this phase (repeat for several).
+    #[arg(long = "phase", value_name = "PHASE")]
+    phases: Vec<String>,
+    /// Only nodes of this group.
+    #[arg(long)]
+    group: Option<String>,
+    /// Leave out the header line (for scripts).
+    #[arg(long)]
+    no_headers: bool,
+    /// `wide` adds health, origin, effective-profile source and last update.
+    #[arg(short = 'o', long = "output", value_name = "FORMAT", value_parser = ["wide"])]
+    output: Option<String>,
+}
+
+impl NodesArgs {
+    fn view(&self) -> output::NodesView {
+        output::NodesView {
+            phases: self.phases.clone(),
+            group: self.group.clone(),
+            headers: !self.no_headers,
+            wide: self.output.is_some(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Daemon summary: listeners, nodes per phase, relay backlog.
     Status,
     /// List every node with its phase and progress.
-    Nodes,
+    #[command(
+        after_help = "Examples:\n  bootctl nodes --phase installing --phase failed\n  bootctl nodes --group pve -o wide\n  bootctl nodes --no-headers | cut -c1-17"
+    )]
+    Nodes(NodesArgs),
     /// Show, add, change or remove one node.
     Node {
         #[command(subcommand)]
@@ -296,10 +327,10 @@ fn main() -> ExitCode {
                 .get::<Status>(routes::STATUS)
                 .await
                 .map(|a| out.status(&a)),
-            Command::Nodes => client
+            Command::Nodes(args) => client
                 .get::<NodeList>(routes::NODES)
                 .await
-                .map(|a| out.nodes(&a)),
+                .map(|a| out.nodes(&a, &args.view())),
             Command::Node { action } => match action {
                 NodeAction::Show { mac } => client
                     .get::<NodeDetail>(&routes::node(&mac))

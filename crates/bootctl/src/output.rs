@@ -4,7 +4,7 @@ use crate::client::Answer;
 use crate::timeline;
 use bootd_api::{
     DiscoveredList, Dropped, GroupList, HardwareAnswer, NodeDetail, NodeList, NodeView, Phase,
-    PhaseAnswer, RelayEntry, RelayOverview, ReloadAnswer, Removed, Retried, Status,
+    PhaseAnswer, RelayEntry, RelayOverview, ReloadAnswer, Removed, Retried, Status, Timestamp,
 };
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
@@ -51,6 +51,39 @@ pub fn table_text(headers: &[&str], rows: &[Vec<String>]) -> String {
         .map(|l| l.trim_end().to_string())
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// What `bootctl nodes` shows: filters and layout.
+#[derive(Debug, Clone, Default)]
+pub struct NodesView {
+    /// Only these phases (empty: all).
+    pub phases: Vec<String>,
+    /// Only this group.
+    pub group: Option<String>,
+    /// Print the header line.
+    pub headers: bool,
+    /// Extra columns.
+    pub wide: bool,
+}
+
+impl NodesView {
+    fn wants(&self, n: &NodeView) -> bool {
+        let phase = n.phase.to_string();
+        (self.phases.is_empty() || self.phases.iter().any(|p| *p == phase))
+            && self
+                .group
+                .as_ref()
+                .is_none_or(|g| n.group.as_ref() == Some(g))
+    }
+
+    /// What an empty table says: nothing known, or nothing matched the filters.
+    fn empty_text(&self, total: usize) -> String {
+        if total == 0 {
+            "no nodes".to_string()
+        } else {
+            format!("no nodes match (of {total})")
+        }
+    }
 }
 
 /// Prints a table.
@@ -110,17 +143,19 @@ impl Output {
     }
 
     /// `bootctl nodes`.
-    pub fn nodes(&self, a: &Answer<NodeList>) {
+    pub fn nodes(&self, a: &Answer<NodeList>, view: &NodesView) {
         if self.raw(a) {
             return;
         }
+        let now = Timestamp::now();
         let rows: Vec<Vec<String>> = a
             .body
             .nodes
             .iter()
-            .map(|e| {
-                let n = &e.node;
-                vec![
+            .map(|e| &e.node)
+            .filter(|n| view.wants(n))
+            .map(|n| {
+                let mut row = vec![
                     n.mac.to_string(),
                     or_dash(&n.hostname),
                     or_dash(&n.group),
@@ -128,16 +163,35 @@ impl Output {
                     or_dash(&n.ip),
                     n.phase.to_string(),
                     format!("{}%", n.progress),
+                    crate::timeline::human(now.since(n.phase_since)),
                     n.message.clone(),
-                ]
+                ];
+                if view.wide {
+                    row.extend([
+                        or_dash(&n.health),
+                        n.origin.clone(),
+                        or_dash(&n.profile_source),
+                        n.updated_at.to_string(),
+                    ]);
+                }
+                row
             })
             .collect();
-        table(
-            &[
-                "MAC", "HOSTNAME", "GROUP", "PROFILE", "IP", "PHASE", "PROGRESS", "MESSAGE",
-            ],
-            &rows,
-        );
+        if rows.is_empty() {
+            println!("{}", view.empty_text(a.body.nodes.len()));
+            return;
+        }
+        let mut headers = vec![
+            "MAC", "HOSTNAME", "GROUP", "PROFILE", "IP", "PHASE", "PROGRESS", "IN PHASE", "MESSAGE",
+        ];
+        if view.wide {
+            headers.extend(["HEALTH", "ORIGIN", "PROFILE FROM", "UPDATED"]);
+        }
+        let text = table_text(&headers, &rows);
+        let skip = usize::from(!view.headers);
+        for line in text.lines().skip(skip) {
+            println!("{line}");
+        }
     }
 
     /// `bootctl node show`.
