@@ -69,7 +69,7 @@ pub struct NodesView {
 impl NodesView {
     fn wants(&self, n: &NodeView) -> bool {
         let phase = n.phase.to_string();
-        (self.phases.is_empty() || self.phases.iter().any(|p| *p == phase))
+        (self.phases.is_empty() || self.phases.contains(&phase))
             && self
                 .group
                 .as_ref()
