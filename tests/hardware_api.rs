@@ -109,6 +109,9 @@ fn reports_are_checked_stored_compared_and_listed() {
     let (code, out, _) = d.bootctl(&["hardware", mac]);
     assert_eq!(code, 0);
     assert!(out.contains("changed since the previous report"), "{out}");
+    // Human units: memory and each disk in binary units, not a byte count.
+    assert!(out.contains("GiB"), "{out}");
+    assert!(!out.contains(" bytes"), "{out}");
     let (code, _, err) = d.bootctl(&[
         "node",
         "adopt",
@@ -121,6 +124,12 @@ fn reports_are_checked_stored_compared_and_listed() {
     assert_eq!(code, 0, "{err}");
     let (_, list) = d.curl(&[], "/api/v1/hardware/discovered");
     assert!(!list.contains(mac), "{list}");
+    // Adopted, it leaves the discovered list but `--all` still shows its report.
+    let (_, out, _) = d.bootctl(&["hardware"]);
+    assert!(!out.contains(mac), "{out}");
+    let (code, out, _) = d.bootctl(&["hardware", "--all"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(mac) && out.contains("sm1"), "{out}");
     let (_, node) = d.curl(&[], &format!("/api/v1/nodes/{mac}"));
     let node = json(&node);
     // It keeps its place in the boot (it already fetched a script); it is managed now.

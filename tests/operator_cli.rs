@@ -354,3 +354,29 @@ hostname = "db1"
     let (rc, _, err) = d.bootctl(&["nodes", "-o", "tall"]);
     assert_eq!(rc, 2, "{err}");
 }
+
+#[test]
+fn help_names_the_phases_and_the_node_options() {
+    let d = start("");
+    let (rc, out, _) = d.bootctl(&["phase", "--help"]);
+    assert_eq!(rc, 0);
+    for phase in [
+        "health_validation",
+        "clustered",
+        "installing (30-85)",
+        "Examples:",
+    ] {
+        assert!(out.contains(phase), "{phase} missing from:\n{out}");
+    }
+    let (rc, out, _) = d.bootctl(&["node", "add", "--help"]);
+    assert_eq!(rc, 0);
+    for option in [
+        "--hostname",
+        "unique",
+        "--provider-id",
+        "--health-url",
+        "--var",
+    ] {
+        assert!(out.contains(option), "{option} missing from:\n{out}");
+    }
+}

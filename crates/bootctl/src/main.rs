@@ -81,11 +81,18 @@ enum Command {
         action: NodeAction,
     },
     /// Move a node to a phase (operator override, recorded as operator:<uid>).
+    #[command(
+        after_help = "Phases (progress): discovered, known (0), server_requested (5), pending, starting (10),\n  dhcp (15), ipxe_boot (20), config_requested (30), installing (30-85), registered (88),\n  health_validation (90), running, clustered (100), unhealthy, stopped, failed, timeout;\n  plus the phases the node's profile declares (profiles.X.phases).\n\nExamples:\n  bootctl phase 52:54:00:12:34:56 failed --message \"disk died\"\n  bootctl phase 52:54:00:12:34:57 foundation_boot --progress 40"
+    )]
     Phase {
+        /// The node's MAC (any common spelling).
         mac: String,
+        /// The phase to set: a built-in one (listed below) or one of the profile's own.
         phase: String,
+        /// Progress in percent (default: the phase's own).
         #[arg(long)]
         progress: Option<u8>,
+        /// Message shown with the phase.
         #[arg(long)]
         message: Option<String>,
     },
@@ -142,7 +149,16 @@ enum Command {
     /// formation).
     Groups,
     /// Hardware inventories: one node's latest, or every discovered machine that reported.
-    Hardware { mac: Option<String> },
+    #[command(
+        after_help = "Examples:\n  bootctl hardware 52:54:00:12:34:56\n  bootctl hardware          # discovered machines waiting for adoption\n  bootctl hardware --all    # every node that reported, adopted ones too"
+    )]
+    Hardware {
+        mac: Option<String>,
+        /// Every node with a report (adopted and configured ones too), not only
+        /// discovered machines.
+        #[arg(long, conflicts_with = "mac")]
+        all: bool,
+    },
     /// Print bootctl's version.
     Version,
     /// Upstream relay: backlog, failures and dead letters per upstream.
@@ -217,12 +233,16 @@ enum NodeAction {
 
 #[derive(Args, Default)]
 struct NodeFieldArgs {
+    /// Host name (RFC 1123; unique among nodes).
     #[arg(long)]
     hostname: Option<String>,
+    /// Group the node belongs to (`[groups.NAME]`).
     #[arg(long)]
     group: Option<String>,
+    /// Profile it installs (else its group's, else boot.default_profile).
     #[arg(long)]
     profile: Option<String>,
+    /// IPv4 address: reserved in full DHCP mode, the node's address otherwise (unique).
     #[arg(long)]
     ip: Option<String>,
     /// `profile` (boot the profile) or `local` (boot from disk).
@@ -231,10 +251,13 @@ struct NodeFieldArgs {
     /// Install once with this profile, then back to local disk.
     #[arg(long)]
     next_boot: Option<String>,
+    /// The upstream provider's id of this machine (provider status polls).
     #[arg(long)]
     provider_id: Option<String>,
+    /// URL the health monitor polls once the node runs.
     #[arg(long)]
     health_url: Option<String>,
+    /// BMC or console link shown on the monitoring page.
     #[arg(long)]
     console_url: Option<String>,
     /// Template variable, `key=value` (repeatable).
@@ -375,11 +398,21 @@ fn main() -> ExitCode {
                         .map(|a| out.changed("adopted", &a))
                 }
             },
-            Command::Hardware { mac: Some(mac) } => client
+            Command::Hardware { mac: Some(mac), .. } => client
                 .get::<HardwareAnswer>(&routes::node_hardware(&mac))
                 .await
                 .map(|a| out.hardware(&a)),
-            Command::Hardware { mac: None } => client
+            Command::Hardware {
+                mac: None,
+                all: true,
+            } => client
+                .get::<NodeList>(routes::NODES)
+                .await
+                .map(|a| out.reported(&a)),
+            Command::Hardware {
+                mac: None,
+                all: false,
+            } => client
                 .get::<DiscoveredList>(routes::HARDWARE_DISCOVERED)
                 .await
                 .map(|a| out.discovered(&a)),

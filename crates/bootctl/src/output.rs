@@ -350,13 +350,47 @@ impl Output {
             or_dash(&cpus.cores),
             or_dash(&cpus.threads)
         );
+        let human = bootd_proto::hardware::human_bytes;
         println!(
-            "  {:<12} {} bytes",
+            "  {:<12} {}",
             "memory:",
-            or_dash(&inv.memory.total_bytes)
+            inv.memory
+                .total_bytes
+                .map_or_else(|| "-".to_string(), human)
         );
         println!("  {:<12} {}", "disks:", inv.disks.len());
+        for d in &inv.disks {
+            println!(
+                "    {:<10} {:>10}  {} {}{}",
+                or_dash(&d.name),
+                d.size_bytes.map_or_else(|| "-".to_string(), human),
+                or_dash(&d.model),
+                or_dash(&d.transport),
+                match d.rotational {
+                    Some(true) => " (spinning)",
+                    Some(false) => " (solid state)",
+                    None => "",
+                }
+            );
+        }
         println!("  {:<12} {}", "nics:", inv.nics.len());
+        for n in &inv.nics {
+            println!(
+                "    {:<10} {}  {}{}",
+                or_dash(&n.name),
+                or_dash(&n.mac),
+                n.speed_mbps
+                    .map_or_else(|| "-".to_string(), |m| format!("{m} Mbit/s")),
+                match n.link {
+                    Some(true) => ", link up",
+                    Some(false) => ", no link",
+                    None => "",
+                }
+            );
+        }
+        if let Some(bmc) = inv.bmc.as_ref().and_then(|b| b.address.as_ref()) {
+            println!("  {:<12} {bmc}", "bmc:");
+        }
         if !v.changes.is_empty() {
             println!("  changed since the previous report:");
             for c in &v.changes {
@@ -384,6 +418,32 @@ impl Output {
             })
             .collect();
         table(&["MAC", "HARDWARE", "FIRST SEEN", "LAST SEEN"], &rows);
+    }
+
+    /// `bootctl hardware --all`: every node that reported hardware.
+    pub fn reported(&self, a: &Answer<NodeList>) {
+        if self.raw(a) {
+            return;
+        }
+        let rows: Vec<Vec<String>> = a
+            .body
+            .nodes
+            .iter()
+            .filter_map(|e| {
+                let hw = e.hardware.as_ref()?;
+                Some(vec![
+                    e.node.mac.to_string(),
+                    or_dash(&e.node.hostname),
+                    e.node.origin.clone(),
+                    hw.summary.clone(),
+                ])
+            })
+            .collect();
+        if rows.is_empty() {
+            println!("no node has reported hardware");
+            return;
+        }
+        table(&["MAC", "HOSTNAME", "ORIGIN", "HARDWARE"], &rows);
     }
 
     /// Answer of `bootctl reload`.
