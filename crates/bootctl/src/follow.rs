@@ -149,19 +149,46 @@ fn or_dash(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("-")
 }
 
-/// One event as `watch` prints it.
+/// Width of the `from -> to` column: the longest pair of built-in phases
+/// (`health_validation -> config_requested`); longer custom names push the line on.
+const TRANSITION_WIDTH: usize = 37;
+
+/// One event as `watch` prints it: fixed-width columns (time, MAC, host, transition,
+/// progress), then the message and who caused it.
 pub fn event_line(ev: &Event) -> String {
-    format!(
-        "{}  {:<17}  {:<12}  {} -> {}  {}%  {}  [{}]",
+    let transition = format!("{} -> {}", ev.from, ev.to);
+    let line = format!(
+        "{}  {:<17}  {:<12}  {:<tw$}  {:>4}  {}  [{}]",
         ev.at.clock(),
         ev.mac.to_string(),
         or_dash(&ev.hostname),
-        ev.from,
-        ev.to,
-        ev.progress,
+        transition,
+        format!("{}%", ev.progress),
         ev.message,
         ev.source,
-    )
+        tw = TRANSITION_WIDTH,
+    );
+    line.trim_end().to_string()
+}
+
+/// Cuts a line to `width` characters with `…` (a terminal shows one event per row).
+pub fn fit(line: &str, width: usize) -> String {
+    if line.chars().count() <= width || width < 2 {
+        return line.to_string();
+    }
+    let mut cut: String = line.chars().take(width - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// The terminal's width when stdout is one (lines are cut to it), else None (a pipe or
+/// file gets whole lines).
+fn terminal_width() -> Option<usize> {
+    let term = console::Term::stdout();
+    if !term.is_term() {
+        return None;
+    }
+    term.size_checked().map(|(_, cols)| usize::from(cols))
 }
 
 /// What `watch` follows.
@@ -295,7 +322,11 @@ pub async fn watch(client: &Client, filter: WatchFilter, json_out: bool) -> Resu
                 if json_out {
                     println!("{raw}");
                 } else {
-                    println!("{}", event_line(&ev));
+                    let line = event_line(&ev);
+                    match terminal_width() {
+                        Some(w) => println!("{}", fit(&line, w)),
+                        None => println!("{line}"),
+                    }
                 }
             }
             Followed::Lagged(n) => {
@@ -330,8 +361,10 @@ mod tests {
         assert_eq!(ev.seq, 3);
         assert_eq!(
             event_line(ev),
-            "10:00:00  52:54:00:aa:00:01  -             known -> dhcp  15%    [dhcp]"
+            "10:00:00  52:54:00:aa:00:01  -             known -> dhcp                           15%    [dhcp]"
         );
+        assert_eq!(fit("abcdef", 4), "abc…");
+        assert_eq!(fit("abc", 4), "abc");
         assert_eq!(got[1], Followed::Lagged(3));
     }
 }
