@@ -46,6 +46,12 @@ pub enum LoadError {
     /// Templates that do not compile (each on its own line).
     #[error("{}", template_lines(.0))]
     Templates(Vec<crate::boot::TemplateError>),
+    /// Both: the file's errors, then its templates'.
+    #[error("{config}\n{}", template_lines(.templates))]
+    ConfigAndTemplates {
+        config: crate::config::ConfigErrors,
+        templates: Vec<crate::boot::TemplateError>,
+    },
 }
 
 fn template_lines(errs: &[crate::boot::TemplateError]) -> String {
@@ -74,7 +80,23 @@ pub enum ReloadError {
 /// directory, and compiles its templates; every error of both is reported.
 pub fn load_config(path: Option<&Path>) -> Result<(Config, Templates), LoadError> {
     let cfg = match path {
-        Some(p) => Config::load(p, &template_exists).map_err(LoadError::Config)?,
+        Some(p) => match Config::load_partial(p, &template_exists) {
+            Ok(cfg) => cfg,
+            // Check the templates of what could be read too: every error in one pass.
+            Err((errors, partial)) => {
+                let templates = partial
+                    .map(|c| Templates::load(&c).err().unwrap_or_default())
+                    .unwrap_or_default();
+                return Err(if templates.is_empty() {
+                    LoadError::Config(errors)
+                } else {
+                    LoadError::ConfigAndTemplates {
+                        config: errors,
+                        templates,
+                    }
+                });
+            }
+        },
         None => {
             let cwd = std::env::current_dir().map_err(LoadError::WorkingDir)?;
             Config::embedded(&cwd)

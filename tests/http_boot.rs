@@ -399,3 +399,36 @@ fn connections_past_the_limit_wait_instead_of_failing() {
     let (status, body) = waiting.join().expect("curl thread");
     assert_eq!(status, 200, "{body}");
 }
+
+#[test]
+fn check_config_lists_config_and_template_errors_in_one_pass() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let templates = dir.path().join("templates");
+    std::fs::create_dir_all(&templates).expect("mkdir");
+    std::fs::write(
+        templates.join("broken.ipxe"),
+        "#!ipxe\nkernel {{ base_url\n",
+    )
+    .expect("template");
+    let config = dir.path().join("bootd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nstate_dir = \"{0}/state\"\ntemplates_dir = \"{0}/templates\"\nhttp_listen = \"not an address\"\n\n[profiles.demo]\nscript = \"broken.ipxe\"\n",
+            dir.path().display()
+        ),
+    )
+    .expect("config");
+    let out = std::process::Command::new(common::daemon::bin("bootd"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("server.http_listen"), "{err}");
+    assert!(
+        err.contains("profiles.demo.script") && err.contains("broken.ipxe"),
+        "{err}"
+    );
+}

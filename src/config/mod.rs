@@ -219,6 +219,25 @@ impl Config {
         Config::parse_str(&text, path, template_exists)
     }
 
+    /// Like [`Config::load`], but when the file has errors it also hands back what could
+    /// be read (bad values replaced by their defaults), so `check-config` can check the
+    /// templates of its profiles in the same pass and list every error at once.
+    pub fn load_partial(
+        path: &Path,
+        template_exists: &dyn Fn(&Path, &str) -> bool,
+    ) -> Result<Config, (ConfigErrors, Option<Config>)> {
+        let text = match Config::load(path, template_exists) {
+            Ok(config) => return Ok(config),
+            Err(errors) => match std::fs::read_to_string(path) {
+                Ok(text) if text.len() as u64 <= MAX_CONFIG_BYTES => (errors, text),
+                _ => return Err((errors, None)),
+            },
+        };
+        let (errors, text) = text;
+        let (config, _) = Config::parse_inner(&text, path, template_exists);
+        Err((errors, config))
+    }
+
     /// Validates config text as if read from `file` (relative paths in it are resolved
     /// against `file`'s directory).
     pub fn parse_str(
@@ -226,6 +245,19 @@ impl Config {
         file: &Path,
         template_exists: &dyn Fn(&Path, &str) -> bool,
     ) -> Result<Config, ConfigErrors> {
+        match Config::parse_inner(text, file, template_exists) {
+            (Some(config), errors) if errors.is_empty() => Ok(config),
+            (_, errors) => Err(ConfigErrors(errors)),
+        }
+    }
+
+    /// The config as far as it could be read (None when the text is not TOML at all) and
+    /// every error found, in file order.
+    fn parse_inner(
+        text: &str,
+        file: &Path,
+        template_exists: &dyn Fn(&Path, &str) -> bool,
+    ) -> (Option<Config>, Vec<ConfigError>) {
         let mut cx = Ctx::new(file, text);
         if text.len() as u64 > MAX_CONFIG_BYTES {
             cx.error(
@@ -233,7 +265,7 @@ impl Config {
                 "",
                 format!("larger than {MAX_CONFIG_BYTES} bytes: not a config file"),
             );
-            return Err(ConfigErrors(cx.errors));
+            return (None, cx.errors);
         }
         let doc = match ImDocument::parse(text) {
             Ok(doc) => doc,
@@ -247,7 +279,7 @@ impl Config {
                     .collect::<Vec<_>>()
                     .join("; ");
                 cx.error(at, "", format!("TOML syntax error: {message}"));
-                return Err(ConfigErrors(cx.errors));
+                return (None, cx.errors);
             }
         };
         let base = base_dir(file);
@@ -259,14 +291,10 @@ impl Config {
         };
         let mut config = walk(&mut cx, &root, &base, template_exists);
         config.source = Some(file.to_path_buf());
-        if cx.errors.is_empty() {
-            Ok(config)
-        } else {
-            let mut errors = cx.errors;
-            errors.sort_by_key(|e| (e.line, e.col));
-            errors.dedup();
-            Err(ConfigErrors(errors))
-        }
+        let mut errors = cx.errors;
+        errors.sort_by_key(|e| (e.line, e.col));
+        errors.dedup();
+        (Some(config), errors)
     }
 
     /// Checks that every profile's templates exist (built-in profiles included), for a
