@@ -225,7 +225,7 @@ impl Config {
     pub fn load_partial(
         path: &Path,
         template_exists: &dyn Fn(&Path, &str) -> bool,
-    ) -> Result<Config, (ConfigErrors, Option<Config>)> {
+    ) -> Result<Config, (ConfigErrors, Option<Box<Config>>)> {
         let text = match Config::load(path, template_exists) {
             Ok(config) => return Ok(config),
             Err(errors) => match std::fs::read_to_string(path) {
@@ -235,7 +235,7 @@ impl Config {
         };
         let (errors, text) = text;
         let (config, _) = Config::parse_inner(&text, path, template_exists);
-        Err((errors, config))
+        Err((errors, config.map(Box::new)))
     }
 
     /// Validates config text as if read from `file` (relative paths in it are resolved
