@@ -36,6 +36,13 @@ pub struct Metrics {
     /// Sampled when /metrics is read.
     pub asset_cache_bytes: Gauge,
     pub renders: Counter,
+    /// Scripts and configs rendered without their token for a requester that is not
+    /// the node.
+    pub secrets_withheld: Counter,
+    /// Machine callbacks refused 429 by the rate limit.
+    pub callbacks_limited: Counter,
+    /// API requests refused 401 (no, unknown, revoked or expired token).
+    pub auth_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -90,6 +97,24 @@ impl Metrics {
             "Boot scripts and configs rendered",
             renders.clone(),
         );
+        let secrets_withheld = Counter::default();
+        registry.register(
+            "secrets_withheld",
+            "Scripts and configs rendered without the node's token for another requester",
+            secrets_withheld.clone(),
+        );
+        let callbacks_limited = Counter::default();
+        registry.register(
+            "callbacks_rate_limited",
+            "Machine callbacks refused 429 by the per-node or per-address rate limit",
+            callbacks_limited.clone(),
+        );
+        let auth_refused = Counter::default();
+        registry.register(
+            "api_auth_refused",
+            "API requests refused 401 for want of a valid token",
+            auth_refused.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             nodes,
@@ -101,6 +126,9 @@ impl Metrics {
             http_bytes,
             asset_cache_bytes,
             renders,
+            secrets_withheld,
+            callbacks_limited,
+            auth_refused,
         }
     }
 

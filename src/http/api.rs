@@ -193,11 +193,8 @@ pub async fn show_node(app: &Arc<App>, mac: &str) -> Response<Body> {
 
 /// The token of an `Authorization: Bearer` header.
 pub fn bearer(req: &Request<Incoming>) -> Option<String> {
-    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
+    let v = req.headers().get(header::AUTHORIZATION)?;
+    bootd_proto::auth::bearer(v.as_bytes()).map(str::to_string)
 }
 
 /// `POST /api/v1/nodes/{mac}/phase`: a machine's callback (token) or an operator override.

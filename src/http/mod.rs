@@ -5,6 +5,7 @@
 mod api;
 mod asset_cache;
 mod assets;
+pub mod auth;
 mod boot;
 pub mod events;
 mod hardware;
@@ -14,7 +15,10 @@ mod response;
 mod router;
 
 pub use response::{error_response, json_response, Body};
-pub use router::{handle_control, handle_public, AdminAction, AdminRoute, Caller, ADMIN_ROUTES};
+pub use router::{
+    handle_control, handle_public, public_route, Access, AdminAction, AdminRoute, Caller,
+    PublicAction, PublicRoute, ADMIN_ROUTES, PUBLIC_ROUTES,
+};
 
 use crate::app::App;
 use hyper::server::conn::http1;

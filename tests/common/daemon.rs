@@ -50,7 +50,16 @@ pub struct Daemon {
 impl Daemon {
     /// The `[server]`/`[tftp]` part of a test config for this dir and these ports;
     /// `extra` is appended (nodes, profiles, ...).
+    ///
+    /// The test client fetches every node's script from 127.0.0.1, which is no node's
+    /// address: unless `extra` says otherwise, `[http] secrets_trusted` lists it so the
+    /// scripts carry their tokens (tests of the binding itself set the key).
     pub fn config_text(dir: &Path, http: SocketAddr, tftp: SocketAddr, extra: &str) -> String {
+        let extra = if extra.contains("secrets_trusted") {
+            extra.to_string()
+        } else {
+            with_http_keys(extra, "secrets_trusted = [\"127.0.0.1\"]")
+        };
         format!(
             r#"[server]
 state_dir = "{state}"
@@ -231,6 +240,17 @@ listen = "{tftp}"
     /// The state dir.
     pub fn state(&self) -> PathBuf {
         self.dir.path().join("state")
+    }
+}
+
+/// `extra` with `keys` added to its `[http]` table (created when it has none).
+pub fn with_http_keys(extra: &str, keys: &str) -> String {
+    match extra.find("[http]\n") {
+        Some(at) => {
+            let split = at + "[http]\n".len();
+            format!("{}{keys}\n{}", &extra[..split], &extra[split..])
+        }
+        None => format!("{extra}\n[http]\n{keys}\n"),
     }
 }
 
