@@ -13,6 +13,7 @@ mod lifecycle;
 mod monitoring;
 mod response;
 mod router;
+mod tokens;
 
 pub use response::{error_response, json_response, Body};
 pub use router::{

@@ -5,7 +5,7 @@
 //! [`ADMIN_ROUTES`], the same table the control socket dispatches from.
 
 use super::response::{error_response, text_response, Body};
-use super::{api, assets, auth, boot, events, hardware, lifecycle, monitoring};
+use super::{api, assets, auth, boot, events, hardware, lifecycle, monitoring, tokens};
 use crate::app::App;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -73,6 +73,10 @@ pub enum AdminAction {
     Relay,
     RelayRetry,
     RelayDrop,
+    TokenCreate,
+    TokenList,
+    TokenRevoke,
+    Audit,
 }
 
 /// One admin route: method, path pattern (`{mac}` stands for one segment) and action.
@@ -98,6 +102,10 @@ impl AdminRoute {
             AdminAction::Relay => "relay",
             AdminAction::RelayRetry => "relay_retry",
             AdminAction::RelayDrop => "relay_drop",
+            AdminAction::TokenCreate => "token_create",
+            AdminAction::TokenList => "token_list",
+            AdminAction::TokenRevoke => "token_revoke",
+            AdminAction::Audit => "audit",
         }
     }
 
@@ -178,6 +186,30 @@ pub const ADMIN_ROUTES: &[AdminRoute] = &[
         method: "POST",
         pattern: "/api/v1/relay/drop",
         action: AdminAction::RelayDrop,
+        access: Access::ControlOnly,
+    },
+    AdminRoute {
+        method: "POST",
+        pattern: "/api/v1/tokens",
+        action: AdminAction::TokenCreate,
+        access: Access::ControlOnly,
+    },
+    AdminRoute {
+        method: "GET",
+        pattern: "/api/v1/tokens",
+        action: AdminAction::TokenList,
+        access: Access::ControlOnly,
+    },
+    AdminRoute {
+        method: "DELETE",
+        pattern: "/api/v1/tokens/{name}",
+        action: AdminAction::TokenRevoke,
+        access: Access::ControlOnly,
+    },
+    AdminRoute {
+        method: "GET",
+        pattern: "/api/v1/audit",
+        action: AdminAction::Audit,
         access: Access::ControlOnly,
     },
 ];
@@ -713,6 +745,10 @@ async fn admin(
         AdminAction::Relay => api::relay_overview(app).await,
         AdminAction::RelayRetry => api::relay_retry(app, req, caller).await,
         AdminAction::RelayDrop => api::relay_drop(app, req, caller).await,
+        AdminAction::TokenCreate => tokens::create(app, req, caller).await,
+        AdminAction::TokenList => tokens::list(app),
+        AdminAction::TokenRevoke => tokens::revoke(app, caller, mac).await,
+        AdminAction::Audit => tokens::audit(app, req.uri().query()),
     };
     Ok((route.label(), response))
 }

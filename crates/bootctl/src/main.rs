@@ -5,6 +5,7 @@ mod client;
 mod follow;
 mod output;
 mod timeline;
+mod tokens;
 mod wait;
 
 use bootd_api::{
@@ -96,6 +97,17 @@ enum Command {
     Groups,
     /// Hardware inventories: one node's latest, or every discovered machine that reported.
     Hardware { mac: Option<String> },
+    /// API tokens for the network listener.
+    Token {
+        #[command(subcommand)]
+        action: tokens::TokenCommand,
+    },
+    /// Changes by operators and API tokens: who, what, before → after.
+    Audit {
+        /// Only this recent, e.g. 1h.
+        #[arg(long, value_parser = duration)]
+        since: Option<std::time::Duration>,
+    },
     /// Upstream relay: backlog, failures and dead letters per upstream.
     Relay {
         #[command(subcommand)]
@@ -363,6 +375,8 @@ fn main() -> ExitCode {
                 .call::<ReloadAnswer>(Method::POST, routes::RELOAD, &())
                 .await
                 .map(|a| out.reload(&a)),
+            Command::Token { action } => tokens::run(&client, action, out.json).await,
+            Command::Audit { since } => tokens::audit(&client, since, out.json).await,
             Command::Relay { action: None } => client
                 .get::<RelayOverview>(routes::RELAY)
                 .await
