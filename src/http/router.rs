@@ -258,7 +258,7 @@ async fn network(
                 route.label,
                 dispatch_public(app, req, &caller, route.action, &cap).await,
             ),
-            Err(refused) => (route.label, refused),
+            Err(refused) => (route.label, *refused),
         };
     }
     let over_tcp = admin_route(req.method(), segs)
@@ -268,7 +268,7 @@ async fn network(
     }
     let caller = match admit(app, &req, Access::Operator, peer) {
         Ok(c) => c,
-        Err(refused) => return ("forbidden", refused),
+        Err(refused) => return ("forbidden", *refused),
     };
     match admin(app, req, &caller, segs).await {
         Ok(routed) => routed,
@@ -596,7 +596,7 @@ fn admit(
     req: &Request<Incoming>,
     access: Access,
     peer: SocketAddr,
-) -> Result<Caller, Response<Body>> {
+) -> Result<Caller, Box<Response<Body>>> {
     let cfg = app.config();
     let need_token = match access {
         Access::Open => return Ok(Caller::Network(peer)),
@@ -625,16 +625,16 @@ fn admit(
     }
     let id = auth::identify(app, req).map_err(|why| {
         tracing::info!(%peer, path = %req.uri().path(), reason = %why, "API request refused");
-        auth::unauthorized(app, why)
+        Box::new(auth::unauthorized(app, why))
     })?;
     if matches!(access, Access::Operator | Access::ControlOnly) && id.role != auth::Role::Operator {
-        return Err(error_response(
+        return Err(Box::new(error_response(
             StatusCode::FORBIDDEN,
             format!(
                 "token {} is a viewer token: this route needs an operator token",
                 id.name
             ),
-        ));
+        )));
     }
     Ok(Caller::Token {
         name: id.name,
