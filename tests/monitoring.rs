@@ -8,7 +8,7 @@ use common::cdp::{chromium_binary, Browser};
 use common::daemon::Daemon;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -384,7 +384,8 @@ fn artifacts_dir() -> PathBuf {
 
 fn fleet_config() -> String {
     // The page itself sends no token: the read API is open for it here.
-    let mut s = String::from("[http]\nread_public = true\n\n[groups.pve]\n[groups.k8s]\n[groups.lab]\n");
+    let mut s =
+        String::from("[http]\nread_public = true\n\n[groups.pve]\n[groups.k8s]\n[groups.lab]\n");
     for i in 0..FLEET {
         let group = ["pve", "k8s", "lab"][i % 3];
         s.push_str(&format!(
