@@ -273,3 +273,108 @@ fn token_list_shows_names_and_roles_but_no_secret() {
         .unwrap_or_else(|| panic!("{out}"));
     assert!(!row.trim_end().ends_with('-'), "not marked revoked: {out}");
 }
+
+/// The audit entries `bootctl audit --json` lists: (who, action, target, before, after).
+fn audit(d: &Daemon) -> Vec<serde_json::Value> {
+    let (code, out, err) = d.bootctl(&["--json", "audit"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v.as_array()
+        .cloned()
+        .or_else(|| v["entries"].as_array().cloned())
+        .unwrap_or_else(|| panic!("no entries in {out}"))
+}
+
+#[test]
+fn operator_changes_are_audited_with_before_and_after() {
+    let d = start(false);
+    let run = |args: &[&str]| {
+        let (code, out, err) = d.bootctl(args);
+        assert_eq!(code, 0, "bootctl {args:?}: {out}{err}");
+    };
+    const NEW: &str = "52:54:00:aa:00:02";
+    run(&["node", "add", NEW, "--hostname", "beta", "--profile", "t"]);
+    run(&["node", "set", NEW, "--hostname", "gamma"]);
+    run(&["phase", NEW, "installing"]);
+    run(&["reprovision", NEW]);
+    run(&["node", "rm", NEW]);
+    // A machine nobody defined boots, is discovered, then adopted.
+    let (code, body) = d.curl(&[], "/boot/52:54:00:aa:00:03.ipxe");
+    assert_eq!(code, 200, "{body}");
+    run(&[
+        "node",
+        "adopt",
+        "52:54:00:aa:00:03",
+        "--profile",
+        "t",
+        "--hostname",
+        "delta",
+    ]);
+    run(&["reload"]);
+
+    let entries = audit(&d);
+    let find = |action: &str| {
+        entries
+            .iter()
+            .find(|e| e["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} in {entries:?}"))
+            .clone()
+    };
+    for action in [
+        "token_create",
+        "node_add",
+        "node_set",
+        "phase_override",
+        "reprovision",
+        "node_remove",
+        "node_adopt",
+        "reload",
+    ] {
+        let e = find(action);
+        let who = e["who"].as_str().unwrap_or_default();
+        assert!(who.starts_with("operator:"), "{action}: who {who}");
+    }
+    let set = find("node_set");
+    assert_eq!(set["target"], NEW);
+    assert!(
+        set["before"].as_str().unwrap().contains("\"beta\""),
+        "{set}"
+    );
+    assert!(
+        set["after"].as_str().unwrap().contains("\"gamma\""),
+        "{set}"
+    );
+    let phase = find("phase_override");
+    assert!(
+        phase["after"].as_str().unwrap().contains("installing"),
+        "{phase}"
+    );
+    let rm = find("node_remove");
+    assert!(rm["before"].as_str().unwrap().contains("gamma"), "{rm}");
+    assert_eq!(rm["after"], "");
+    let adopt = find("node_adopt");
+    assert!(
+        adopt["before"].as_str().unwrap().contains("discovered"),
+        "{adopt}"
+    );
+    assert!(
+        adopt["after"].as_str().unwrap().contains("delta"),
+        "{adopt}"
+    );
+    // No token hash in the audit log.
+    for e in &entries {
+        assert!(!e.to_string().contains("token_hash"), "{e}");
+    }
+    // The table names them too.
+    let (code, table, err) = d.bootctl(&["audit", "--since", "1h"]);
+    assert_eq!(code, 0, "{err}");
+    for action in [
+        "node_add",
+        "node_set",
+        "node_remove",
+        "node_adopt",
+        "reload",
+    ] {
+        assert!(table.contains(action), "{action} missing:\n{table}");
+    }
+}

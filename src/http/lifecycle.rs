@@ -29,8 +29,13 @@ pub async fn reprovision(
         Ok(b) => b,
         Err(r) => return r,
     };
+    let asked = serde_json::to_string(&body).unwrap_or_default();
     match reprovision::run(app, body, &caller.operator()).await {
-        Ok(v) => json_response(StatusCode::OK, &v),
+        Ok(v) => {
+            let after = serde_json::to_string(&v).unwrap_or_default();
+            super::tokens::record(app, caller, "reprovision", &asked, String::new(), after).await;
+            json_response(StatusCode::OK, &v)
+        }
         Err(ReprovisionError::BadRequest(e)) => error_response(StatusCode::BAD_REQUEST, e),
         Err(e @ ReprovisionError::NotFound(_)) => {
             error_response(StatusCode::NOT_FOUND, e.to_string())
