@@ -7,6 +7,7 @@ mod asset_cache;
 mod assets;
 pub mod auth;
 mod boot;
+pub mod callback_limit;
 pub mod events;
 mod hardware;
 mod lifecycle;

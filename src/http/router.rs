@@ -7,6 +7,7 @@
 use super::response::{error_response, text_response, Body};
 use super::{api, assets, auth, boot, events, hardware, lifecycle, monitoring, tokens};
 use crate::app::App;
+use crate::mac::MacAddr;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use std::net::SocketAddr;
@@ -254,6 +255,18 @@ async fn network(
 ) -> Routed {
     if let Some((route, cap)) = public_route(req.method(), segs) {
         return match admit(app, &req, route.access, peer) {
+            Ok(caller @ Caller::Network(_)) if route.access == Access::Machine => {
+                let mac = cap.first().and_then(|m| m.parse::<MacAddr>().ok());
+                if let Err(wait) = app.callback_limits.admit(mac, peer.ip()) {
+                    app.metrics.callbacks_limited.inc();
+                    tracing::info!(%peer, path = %req.uri().path(), "callback rate limited");
+                    return (route.label, too_many(wait));
+                }
+                (
+                    route.label,
+                    dispatch_public(app, req, &caller, route.action, &cap).await,
+                )
+            }
             Ok(caller) => (
                 route.label,
                 dispatch_public(app, req, &caller, route.action, &cap).await,
@@ -588,6 +601,20 @@ pub fn public_route(method: &Method, segs: &[&str]) -> Option<(&'static PublicRo
         }
         capture(r.pattern, segs).map(|c| (r, c))
     })
+}
+
+/// 429 with `Retry-After` (whole seconds, at least 1).
+fn too_many(wait: std::time::Duration) -> Response<Body> {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let mut r = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many callbacks: retry in {secs} s"),
+    );
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+    }
+    r
 }
 
 /// The caller a network request acts as on a route of `access`, or the refusal.

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod dhcp;
 pub mod duration;
 pub mod hardware;
+pub mod limit;
 pub mod mac;
 pub mod sse;
 pub mod tftp;
