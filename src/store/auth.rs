@@ -5,6 +5,37 @@ use rusqlite::{params, OptionalExtension};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+const LIVE_TOKENS: &str = "SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL \
+     AND (expires_at IS NULL OR expires_at > ?1)";
+
+fn live_tokens(c: &rusqlite::Connection, now: i64) -> rusqlite::Result<bool> {
+    let n: i64 = c.query_row(LIVE_TOKENS, params![now], |r| r.get(0))?;
+    Ok(n > 0)
+}
+
+/// Whether the database in `state_dir` holds a live API token, read without opening
+/// the store for writing (preflight runs beside a running bootd): false when there is
+/// no database or no token table yet.
+pub fn live_api_token_in(state_dir: &std::path::Path, now: i64) -> Result<bool, StoreError> {
+    let path = state_dir.join(super::DB_FILE);
+    if !path.exists() {
+        return Ok(false);
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let has_table: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'api_tokens'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_table == 0 {
+        return Ok(false);
+    }
+    Ok(live_tokens(&conn, now)?)
+}
+
 /// An API token as stored: its SHA-256 hash, never the token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiTokenRow {
@@ -93,15 +124,7 @@ impl Store {
 
     /// Whether any token that is neither revoked nor expired at `now` exists.
     pub fn has_live_api_token(&self, now: i64) -> Result<bool, StoreError> {
-        self.read(|c| {
-            let n: i64 = c.query_row(
-                "SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL \
-                 AND (expires_at IS NULL OR expires_at > ?1)",
-                params![now],
-                |r| r.get(0),
-            )?;
-            Ok(n > 0)
-        })
+        self.read(|c| live_tokens(c, now))
     }
 
     /// Revokes a token by name; false when there is no such live token.

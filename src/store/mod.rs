@@ -9,7 +9,7 @@ mod outbox;
 mod schema;
 mod writer;
 
-pub use auth::{ApiTokenRow, AuditRow};
+pub use auth::{live_api_token_in, ApiTokenRow, AuditRow};
 pub use hardware::{HardwareRow, HardwareSeen};
 pub use leases::LeaseRow;
 pub use nodes::{HistoryRow, NodeRow, Pending, TransitionRow};
