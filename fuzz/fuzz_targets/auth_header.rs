@@ -10,9 +10,7 @@ use libfuzzer_sys::fuzz_target;
 fn from_input(token: &str, input: &[u8]) {
     assert!(plausible_token(token));
     assert!(!token.is_empty() && token.len() <= MAX_TOKEN_LEN);
-    assert!(input
-        .windows(token.len())
-        .any(|w| w == token.as_bytes()));
+    assert!(input.windows(token.len()).any(|w| w == token.as_bytes()));
 }
 
 fuzz_target!(|data: &[u8]| {
