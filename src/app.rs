@@ -33,6 +33,8 @@ pub struct App {
     pub config_path: Option<PathBuf>,
     /// One reload at a time (SIGHUP and the control socket may race).
     reload_lock: tokio::sync::Mutex<()>,
+    /// Rate limits of machine callbacks per node and per source address.
+    pub callback_limits: crate::http::callback_limit::CallbackLimits,
 }
 
 /// Why a config could not be loaded.
@@ -131,6 +133,7 @@ impl App {
             started: Instant::now(),
             config_path,
             reload_lock: tokio::sync::Mutex::new(()),
+            callback_limits: Default::default(),
         })
     }
 

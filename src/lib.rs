@@ -21,6 +21,7 @@ pub mod peers;
 pub mod preflight;
 pub mod ready;
 pub mod relay;
+pub mod secrets;
 pub mod store;
 pub mod supervise;
 pub mod systemd;

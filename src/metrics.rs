@@ -90,6 +90,13 @@ pub struct Metrics {
     pub relay: crate::relay::metrics::RelayMetrics,
     /// `bootd_deadline_timed_out_total`: nodes moved to `timeout` by their deadline.
     pub deadline_timed_out: Counter,
+    /// Scripts and configs rendered without their token for a requester that is not
+    /// the node.
+    pub secrets_withheld: Counter,
+    /// Machine callbacks refused 429 by the rate limit.
+    pub callbacks_limited: Counter,
+    /// API requests refused 401 (no, unknown, revoked or expired token).
+    pub auth_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -184,6 +191,24 @@ impl Metrics {
             "Nodes moved to timeout because their profile's deadline passed",
             deadline_timed_out.clone(),
         );
+        let secrets_withheld = Counter::default();
+        registry.register(
+            "secrets_withheld",
+            "Scripts and configs rendered without the node's token for another requester",
+            secrets_withheld.clone(),
+        );
+        let callbacks_limited = Counter::default();
+        registry.register(
+            "callbacks_rate_limited",
+            "Machine callbacks refused 429 by the per-node or per-address rate limit",
+            callbacks_limited.clone(),
+        );
+        let auth_refused = Counter::default();
+        registry.register(
+            "api_auth_refused",
+            "API requests refused 401 for want of a valid token",
+            auth_refused.clone(),
+        );
         Metrics {
             boot_success_ratio,
             deployment_seconds,
@@ -202,6 +227,9 @@ impl Metrics {
             renders,
             relay,
             deadline_timed_out,
+            secrets_withheld,
+            callbacks_limited,
+            auth_refused,
         }
     }
 

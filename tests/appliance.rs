@@ -68,6 +68,13 @@ fn appliance_config() -> String {
     let shipped =
         std::fs::read_to_string(repo().join("config/bootd.toml")).expect("config/bootd.toml");
     let packaged = shipped.replace("#control_group = \"bootd\"", "control_group = \"bootd\"");
+    // The test reads /api/v1 from outside the appliance and has no login to create a
+    // token there: the read API is opened for it (API tokens are tests/auth_routes.rs).
+    let packaged = packaged.replacen("[http]\n", "[http]\nread_public = true\n", 1);
+    assert!(
+        packaged.contains("read_public = true"),
+        "no [http] table in config/bootd.toml"
+    );
     format!(
         "{packaged}\n# Added by tests/appliance.rs\n[profiles.test]\nscript = \"test.ipxe\"\n\n\
          [[nodes]]\nmac = \"{CLIENT_MAC}\"\nhostname = \"client1\"\nprofile = \"test\"\n"

@@ -139,8 +139,13 @@ fn a_registered_node_becomes_ready_running_clustered_and_is_watched() {
         Reply::json("{}")
     });
     let ssh = ssh_banner();
+    // The hook reads the group list over TCP while it forms the cluster: open reads here
+    // (tests/auth_routes.rs covers tokens).
     let extra = format!(
-        r#"[health]
+        r#"[http]
+read_public = true
+
+[health]
 interval = "1s"
 unhealthy_after = "2s"
 ready_interval = "1s"

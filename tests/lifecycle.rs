@@ -708,7 +708,9 @@ fn watch_streams_events_live_and_survives_a_restart() {
 
     // The network listener serves the same stream (read route), filtered.
     let url = format!("http://{}/api/v1/events?mac={mac}", d.http);
-    let sse = std::thread::spawn(move || curl_url(&["-N", "-i", "--max-time", "3"], &url));
+    let auth = format!("Authorization: Bearer {}", d.viewer);
+    let sse =
+        std::thread::spawn(move || curl_url(&["-H", &auth, "-N", "-i", "--max-time", "3"], &url));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(d.bootctl(&["node", "add", "52:54:00:c5:00:02"]).0, 0);
     assert_eq!(d.bootctl(&["phase", "52:54:00:c5:00:02", "dhcp"]).0, 0);

@@ -470,3 +470,84 @@ fn hardened_unit_exposure_is_at_most_2() {
     println!("systemd-analyze security --offline=true systemd/bootd.service: {figure}");
     assert!(figure <= MAX_EXPOSURE, "{line}");
 }
+
+#[test]
+fn listener_off_loopback_without_an_api_token_warns() {
+    let s = Setup::new();
+    let loopback = format!("http_listen = \"127.0.0.1:{}\"", s.http);
+    let (_, report) = s.preflight(None);
+    let subject = format!("server.http_listen = 127.0.0.1:{}", s.http);
+    assert_eq!(find(&report, "api_tokens", &subject)["verdict"], "ok");
+
+    // Reachable from the network, no token yet: a warning (preflight still passes).
+    let text = std::fs::read_to_string(s.config()).expect("config");
+    let open = format!(
+        "http_listen = \"0.0.0.0:{0}\"\npublic_url = \"http://192.0.2.1:{0}\"",
+        s.http
+    );
+    std::fs::write(s.config(), text.replace(&loopback, &open)).expect("config");
+    let (code, report) = s.preflight(None);
+    let subject = format!("server.http_listen = 0.0.0.0:{}", s.http);
+    let check = find(&report, "api_tokens", &subject);
+    assert_eq!(check["verdict"], "warn", "{report:#}");
+    assert!(
+        check["hint"]
+            .as_str()
+            .unwrap()
+            .contains("bootctl token create"),
+        "{check}"
+    );
+    assert_eq!(code, 0, "{report:#}");
+
+    // A token issued (bootd on loopback meanwhile): no warning.
+    std::fs::write(s.config(), text.clone()).expect("config");
+    let mut bootd = Command::new(bin("bootd"))
+        .args(["run", "--config"])
+        .arg(s.config())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bootd");
+    let socket = s.state().join("control.sock");
+    let started = std::time::Instant::now();
+    while !socket.exists() && started.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = Command::new(common::daemon::bootctl_bin())
+        .arg("--socket")
+        .arg(&socket)
+        .args(["token", "create", "prom", "--role", "viewer"])
+        .output()
+        .expect("bootctl");
+    let _ = bootd.kill();
+    let _ = bootd.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(s.config(), text.replace(&loopback, &open)).expect("config");
+    let (_, report) = s.preflight(None);
+    assert_eq!(
+        find(&report, "api_tokens", &subject)["verdict"],
+        "ok",
+        "{report:#}"
+    );
+
+    // Revoked or expired tokens do not count: the database is read, not the count of rows.
+    let db = s.state().join("bootd.db");
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    conn.execute(
+        "UPDATE api_tokens SET revoked_at = '2026-01-01T00:00:00Z'",
+        [],
+    )
+    .expect("revoke");
+    drop(conn);
+    let (_, report) = s.preflight(None);
+    assert_eq!(
+        find(&report, "api_tokens", &subject)["verdict"],
+        "warn",
+        "{report:#}"
+    );
+}

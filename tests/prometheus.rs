@@ -26,11 +26,20 @@ impl Drop for Prometheus {
     }
 }
 
-/// The shipped example, pointed at `target` and scraping every second.
-fn adapt(example: &str, target: &str) -> String {
+/// The shipped example, pointed at `target` with the token in `token_file`, scraping
+/// every second.
+fn adapt(example: &str, target: &str, token_file: &Path) -> String {
     assert!(example.contains("10.0.0.1:8080"), "example target moved");
+    assert!(
+        example.contains("/etc/prometheus/bootd.token"),
+        "example token file moved"
+    );
     example
         .replace("10.0.0.1:8080", target)
+        .replace(
+            "/etc/prometheus/bootd.token",
+            &token_file.display().to_string(),
+        )
         .replace("scrape_interval: 15s", "scrape_interval: 1s")
         .replace("evaluation_interval: 15s", "evaluation_interval: 1s")
         .replace("scrape_timeout: 10s", "scrape_timeout: 1s")
@@ -50,7 +59,10 @@ fn prometheus_scrapes_bootd_and_answers_a_query() {
     )
     .expect("example");
     let config = dir.path().join("prometheus.yml");
-    std::fs::write(&config, adapt(&example, &d.http.to_string())).expect("config");
+    // Scraped with a viewer API token, as the example says (no metrics_public).
+    let token_file = dir.path().join("bootd.token");
+    std::fs::write(&token_file, &d.viewer).expect("token file");
+    std::fs::write(&config, adapt(&example, &d.http.to_string(), &token_file)).expect("config");
     let port = common::free_tcp_port();
     let log = dir.path().join("prometheus.log");
     let out = std::fs::File::create(&log).expect("log");

@@ -31,6 +31,17 @@ pub struct Http {
     /// Time a client has to send its request headers.
     #[serde(serialize_with = "serialize_duration")]
     pub header_timeout: Duration,
+    /// Operator API tokens may use the node, phase and reprovision admin routes over TCP.
+    pub operator_api: bool,
+    /// `/metrics` answers without a token.
+    pub metrics_public: bool,
+    /// The read API and the monitoring page answer without a token (a trusted network
+    /// only; off by default).
+    pub read_public: bool,
+    /// Addresses that receive any node's secrets (callback tokens) in scripts and
+    /// configs although bootd cannot tie them to the node's MAC: a provisioning proxy,
+    /// or the NAT address of a relayed network without leases. Empty by default.
+    pub secrets_trusted: Vec<std::net::IpAddr>,
 }
 
 impl Default for Http {
@@ -39,6 +50,10 @@ impl Default for Http {
             max_connections: DEFAULT_HTTP_CONNECTIONS,
             body_limit: DEFAULT_BODY_LIMIT,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            operator_api: false,
+            metrics_public: false,
+            read_public: false,
+            secrets_trusted: Vec::new(),
         }
     }
 }
@@ -76,7 +91,18 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 pub(super) fn read_http(cx: &mut Ctx<'_>, s: &Section<'_>) -> Http {
-    s.check_keys(cx, &["max_connections", "body_limit", "header_timeout"]);
+    s.check_keys(
+        cx,
+        &[
+            "max_connections",
+            "body_limit",
+            "header_timeout",
+            "operator_api",
+            "metrics_public",
+            "read_public",
+            "secrets_trusted",
+        ],
+    );
     let d = Http::default();
     let max_connections = s
         .get("max_connections")
@@ -91,10 +117,35 @@ pub(super) fn read_http(cx: &mut Ctx<'_>, s: &Section<'_>) -> Http {
         .get("header_timeout")
         .and_then(|f| cx.duration(&f, Duration::from_millis(1), HEADER_TIMEOUT_MAX))
         .unwrap_or(d.header_timeout);
+    let flag =
+        |cx: &mut Ctx<'_>, key: &str| s.get(key).and_then(|f| cx.boolean(&f)).unwrap_or(false);
+    let operator_api = flag(cx, "operator_api");
+    let metrics_public = flag(cx, "metrics_public");
+    let read_public = flag(cx, "read_public");
+    let mut secrets_trusted = Vec::new();
+    if let Some(f) = s.get("secrets_trusted") {
+        for (text, elem) in cx.strings(&f).unwrap_or_default() {
+            match text.parse::<std::net::IpAddr>() {
+                Ok(ip) => secrets_trusted.push(ip),
+                Err(_) => cx.error(
+                    elem.at,
+                    &elem.path,
+                    format!(
+                        "invalid address {:?}: expected an IPv4 or IPv6 address",
+                        shown(text)
+                    ),
+                ),
+            }
+        }
+    }
     Http {
         max_connections,
         body_limit,
         header_timeout,
+        operator_api,
+        metrics_public,
+        read_public,
+        secrets_trusted,
     }
 }
 

@@ -5,6 +5,7 @@
 
 use super::response::{error_response, json_response, Body};
 use super::router::Caller;
+use super::tokens;
 use crate::app::App;
 use crate::lifecycle::reprovision;
 use crate::mac::MacAddr;
@@ -211,11 +212,8 @@ pub async fn show_node(app: &Arc<App>, mac: &str) -> Response<Body> {
 
 /// The token of an `Authorization: Bearer` header.
 pub fn bearer(req: &Request<Incoming>) -> Option<String> {
-    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
+    let v = req.headers().get(header::AUTHORIZATION)?;
+    bootd_proto::auth::bearer(v.as_bytes()).map(str::to_string)
 }
 
 /// `POST /api/v1/nodes/{mac}/phase`: a machine's callback (token) or an operator override.
@@ -295,6 +293,7 @@ pub async fn post_phase(
         },
         force: operator,
     };
+    let before = operator.then(|| audit_view(&node));
     if operator {
         tracing::info!(%mac, operator = %caller.operator(), phase = %req.to, "operator phase override");
     }
@@ -307,7 +306,20 @@ pub async fn post_phase(
             return registry_error(e);
         }
     }
-    let node = app.registry.get(mac).map(|n| node_view(app, &n));
+    let current = app.registry.get(mac);
+    if let (Some(before), Some(after)) = (before, current.as_ref()) {
+        let after = audit_view(after);
+        tokens::record(
+            app,
+            caller,
+            "phase_override",
+            &mac.to_string(),
+            before,
+            after,
+        )
+        .await;
+    }
+    let node = current.map(|n| node_view(app, &n));
     let stored = node.as_ref().map(|n| n.progress);
     let band = crate::nodes::INSTALLING_BAND;
     let note = match (&to_phase, operator, progress) {
@@ -326,6 +338,22 @@ pub async fn post_phase(
         note,
     };
     json_response(StatusCode::OK, &answer)
+}
+
+/// What the audit log keeps of a node before and after a change: the fields an
+/// operator sets and the phase (never its token hash).
+pub(super) fn audit_view(n: &Node) -> String {
+    json!({
+        "hostname": n.hostname,
+        "group": n.group,
+        "profile": n.profile,
+        "ip": n.ip,
+        "boot": n.boot,
+        "next_boot": n.next_boot,
+        "origin": n.origin,
+        "phase": n.phase,
+    })
+    .to_string()
 }
 
 /// The phases a callback may name: the built-in ones and the profile's own.
@@ -367,6 +395,15 @@ pub async fn add_node(app: &Arc<App>, req: Request<Incoming>, caller: &Caller) -
     match app.registry.add(node).await {
         Ok(n) => {
             tracing::info!(%mac, operator = %caller.operator(), "node added");
+            tokens::record(
+                app,
+                caller,
+                "node_add",
+                &mac.to_string(),
+                String::new(),
+                audit_view(&n),
+            )
+            .await;
             json_response(StatusCode::CREATED, &node_view(app, &n))
         }
         Err(e) => registry_error(e),
@@ -415,9 +452,23 @@ pub async fn set_node(
         Ok(pair) => pair,
         Err(r) => return r,
     };
+    let before = app
+        .registry
+        .get(mac)
+        .map(|n| audit_view(&n))
+        .unwrap_or_default();
     match app.registry.edit(mac, &patch).await {
         Ok(n) => {
             tracing::info!(%mac, operator = %caller.operator(), "node changed");
+            tokens::record(
+                app,
+                caller,
+                "node_set",
+                &mac.to_string(),
+                before,
+                audit_view(&n),
+            )
+            .await;
             json_response(StatusCode::OK, &node_view(app, &n))
         }
         Err(e) => registry_error(e),
@@ -430,9 +481,23 @@ pub async fn remove_node(app: &Arc<App>, caller: &Caller, mac: &str) -> Response
         Ok(m) => m,
         Err(r) => return r,
     };
+    let before = app
+        .registry
+        .get(mac)
+        .map(|n| audit_view(&n))
+        .unwrap_or_default();
     match app.registry.remove_runtime(mac).await {
         Ok(()) => {
             tracing::info!(%mac, operator = %caller.operator(), "node removed");
+            tokens::record(
+                app,
+                caller,
+                "node_remove",
+                &mac.to_string(),
+                before,
+                String::new(),
+            )
+            .await;
             json_response(StatusCode::OK, &Removed { removed: mac })
         }
         Err(e) => registry_error(e),
@@ -443,13 +508,24 @@ pub async fn remove_node(app: &Arc<App>, caller: &Caller, mac: &str) -> Response
 pub async fn reload(app: &Arc<App>, caller: &Caller) -> Response<Body> {
     tracing::info!(operator = %caller.operator(), "reload requested");
     match app.reload().await {
-        Ok(summary) => json_response(
-            StatusCode::OK,
-            &ReloadAnswer {
-                reloaded: true,
-                summary,
-            },
-        ),
+        Ok(summary) => {
+            tokens::record(
+                app,
+                caller,
+                "reload",
+                "config",
+                String::new(),
+                summary.clone(),
+            )
+            .await;
+            json_response(
+                StatusCode::OK,
+                &ReloadAnswer {
+                    reloaded: true,
+                    summary,
+                },
+            )
+        }
         Err(e) => error_response(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     }
 }
@@ -531,9 +607,23 @@ pub async fn adopt_node(
         Ok(pair) => pair,
         Err(r) => return r,
     };
+    let before = app
+        .registry
+        .get(mac)
+        .map(|n| audit_view(&n))
+        .unwrap_or_default();
     match app.registry.adopt(mac, &patch, caller.operator()).await {
         Ok(n) => {
             tracing::info!(%mac, operator = %caller.operator(), "discovered node adopted");
+            tokens::record(
+                app,
+                caller,
+                "node_adopt",
+                &mac.to_string(),
+                before,
+                audit_view(&n),
+            )
+            .await;
             json_response(StatusCode::OK, &node_view(app, &n))
         }
         Err(e) => registry_error(e),

@@ -1,5 +1,6 @@
 //! Boot scripts and install configs per MAC: `/boot/{mac}.ipxe` and `/config/{mac}`.
-//! Each render carries the node's current callback token and records its phase.
+//! Each render carries the node's current callback token (only for a requester whose
+//! address belongs to the node: [`crate::secrets`]) and records its phase.
 
 use super::response::{error_response, text_response, Body};
 use crate::app::App;
@@ -52,6 +53,7 @@ pub async fn render(
     raw_mac: &str,
     query: Option<&str>,
     doc: Doc,
+    requester: Option<std::net::IpAddr>,
 ) -> Response<Body> {
     let mac: MacAddr = match raw_mac.parse() {
         Ok(m) => m,
@@ -101,7 +103,12 @@ pub async fn render(
     let arch = arch_param(query)
         .or_else(|| app.arch_of(mac))
         .unwrap_or("x86_64-efi");
-    let tok = app.tokens.token(mac, node.token_gen);
+    // The control socket (an operator) always gets the token; a network requester only
+    // when its address belongs to the node.
+    let tok = match requester {
+        None => app.tokens.token(mac, node.token_gen),
+        Some(ip) => crate::secrets::token_for(app, mac, node.token_gen, ip, &name),
+    };
     let mut ctx = Context::new(
         &node,
         &sel.profile,
@@ -127,8 +134,10 @@ pub async fn render(
         }
     };
     app.metrics.renders.inc();
-    if let Err(e) = app.registry.note_token(mac, token::hash(&tok)).await {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    if !tok.is_empty() {
+        if let Err(e) = app.registry.note_token(mac, token::hash(&tok)).await {
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
     }
     let record = match doc {
         Doc::Script => Some(Phase::IpxeBoot),

@@ -112,6 +112,7 @@ pub async fn post(
         source_ip: match caller {
             Caller::Network(peer) => Some(peer.ip().to_string()),
             Caller::Control { uid, .. } => Some(format!("operator:{uid}")),
+            Caller::Token { name, .. } => Some(format!("token:{name}")),
         },
     };
     if let Err(e) = app.store.save_hardware(row).await {

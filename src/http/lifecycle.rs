@@ -29,6 +29,12 @@ const MAX_PROGRESS_MESSAGE: usize = 512;
 pub async fn group_progress(app: &Arc<App>, req: Request<Incoming>, name: &str) -> Response<Body> {
     use crate::lifecycle::groups::ReportError;
     let token = super::api::bearer(&req).unwrap_or_default();
+    if !app.lifecycle.groups.accepts(name, &token) {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            format!("no formation of group {name} is under way with this token"),
+        );
+    }
     let body: bootd_api::GroupProgress = match read_json(req, MAX_PROGRESS_BODY).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -70,8 +76,13 @@ pub async fn reprovision(
         Ok(b) => b,
         Err(r) => return r,
     };
+    let asked = serde_json::to_string(&body).unwrap_or_default();
     match reprovision::run(app, body, &caller.operator()).await {
-        Ok(v) => json_response(StatusCode::OK, &v),
+        Ok(v) => {
+            let after = serde_json::to_string(&v).unwrap_or_default();
+            super::tokens::record(app, caller, "reprovision", &asked, String::new(), after).await;
+            json_response(StatusCode::OK, &v)
+        }
         Err(ReprovisionError::BadRequest(e)) => error_response(StatusCode::BAD_REQUEST, e),
         Err(e @ ReprovisionError::NotFound(_)) => {
             error_response(StatusCode::NOT_FOUND, e.to_string())

@@ -5,16 +5,22 @@
 mod api;
 mod asset_cache;
 mod assets;
+pub mod auth;
 mod boot;
+pub mod callback_limit;
 pub mod events;
 mod hardware;
 mod lifecycle;
 mod monitoring;
 mod response;
 mod router;
+mod tokens;
 
 pub use response::{error_response, json_response, Body};
-pub use router::{handle_control, handle_public, AdminAction, AdminRoute, Caller, ADMIN_ROUTES};
+pub use router::{
+    handle_control, handle_public, public_route, Access, AdminAction, AdminRoute, Caller,
+    PublicAction, PublicRoute, ADMIN_ROUTES, PUBLIC_ROUTES,
+};
 
 use crate::app::App;
 use hyper::server::conn::http1;

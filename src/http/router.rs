@@ -5,8 +5,9 @@
 //! [`ADMIN_ROUTES`], the same table the control socket dispatches from.
 
 use super::response::{error_response, text_response, Body};
-use super::{api, assets, boot, events, hardware, lifecycle, monitoring};
+use super::{api, assets, auth, boot, events, hardware, lifecycle, monitoring, tokens};
 use crate::app::App;
+use crate::mac::MacAddr;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use std::net::SocketAddr;
@@ -19,12 +20,31 @@ pub enum Caller {
     Network(SocketAddr),
     /// A local peer on the control socket, with its credentials (SO_PEERCRED).
     Control { uid: u32, gid: u32, pid: i32 },
+    /// A client of the network listener that presented a valid API token.
+    Token {
+        name: String,
+        role: auth::Role,
+        peer: SocketAddr,
+    },
 }
 
 impl Caller {
-    /// Whether this caller speaks with an operator's rights (the control socket).
+    /// The network address of the caller; None on the control socket.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Caller::Network(peer) | Caller::Token { peer, .. } => Some(peer.ip()),
+            Caller::Control { .. } => None,
+        }
+    }
+
+    /// Whether this caller speaks with an operator's rights (the control socket, or an
+    /// operator API token admitted by `[http] operator_api`).
     pub fn is_admin(&self) -> bool {
-        matches!(self, Caller::Control { .. })
+        match self {
+            Caller::Control { .. } => true,
+            Caller::Token { role, .. } => *role == auth::Role::Operator,
+            Caller::Network(_) => false,
+        }
     }
 
     /// The source recorded for operator actions: `operator:<uid>`.
@@ -32,6 +52,7 @@ impl Caller {
         match self {
             Caller::Control { uid, .. } => format!("operator:{uid}"),
             Caller::Network(peer) => format!("network:{peer}"),
+            Caller::Token { name, .. } => format!("token:{name}"),
         }
     }
 }
@@ -53,6 +74,10 @@ pub enum AdminAction {
     Relay,
     RelayRetry,
     RelayDrop,
+    TokenCreate,
+    TokenList,
+    TokenRevoke,
+    Audit,
 }
 
 /// One admin route: method, path pattern (`{mac}` stands for one segment) and action.
@@ -61,6 +86,8 @@ pub struct AdminRoute {
     pub method: &'static str,
     pub pattern: &'static str,
     pub action: AdminAction,
+    /// Who may call it over TCP: `Operator` (with `[http] operator_api`) or `ControlOnly`.
+    pub access: Access,
 }
 
 impl AdminRoute {
@@ -76,6 +103,10 @@ impl AdminRoute {
             AdminAction::Relay => "relay",
             AdminAction::RelayRetry => "relay_retry",
             AdminAction::RelayDrop => "relay_drop",
+            AdminAction::TokenCreate => "token_create",
+            AdminAction::TokenList => "token_list",
+            AdminAction::TokenRevoke => "token_revoke",
+            AdminAction::Audit => "audit",
         }
     }
 
@@ -108,46 +139,79 @@ pub const ADMIN_ROUTES: &[AdminRoute] = &[
         method: "POST",
         pattern: "/api/v1/nodes",
         action: AdminAction::NodeAdd,
+        access: Access::Operator,
     },
     AdminRoute {
         method: "PATCH",
         pattern: "/api/v1/nodes/{mac}",
         action: AdminAction::NodeSet,
+        access: Access::Operator,
     },
     AdminRoute {
         method: "DELETE",
         pattern: "/api/v1/nodes/{mac}",
         action: AdminAction::NodeRemove,
+        access: Access::Operator,
     },
     AdminRoute {
         method: "POST",
         pattern: "/api/v1/reload",
         action: AdminAction::Reload,
+        access: Access::ControlOnly,
     },
     AdminRoute {
         method: "POST",
         pattern: "/api/v1/reprovision",
         action: AdminAction::Reprovision,
+        access: Access::Operator,
     },
     AdminRoute {
         method: "POST",
         pattern: "/api/v1/nodes/{mac}/adopt",
         action: AdminAction::NodeAdopt,
+        access: Access::Operator,
     },
     AdminRoute {
         method: "GET",
         pattern: "/api/v1/relay",
         action: AdminAction::Relay,
+        access: Access::ControlOnly,
     },
     AdminRoute {
         method: "POST",
         pattern: "/api/v1/relay/retry",
         action: AdminAction::RelayRetry,
+        access: Access::ControlOnly,
     },
     AdminRoute {
         method: "POST",
         pattern: "/api/v1/relay/drop",
         action: AdminAction::RelayDrop,
+        access: Access::ControlOnly,
+    },
+    AdminRoute {
+        method: "POST",
+        pattern: "/api/v1/tokens",
+        action: AdminAction::TokenCreate,
+        access: Access::ControlOnly,
+    },
+    AdminRoute {
+        method: "GET",
+        pattern: "/api/v1/tokens",
+        action: AdminAction::TokenList,
+        access: Access::ControlOnly,
+    },
+    AdminRoute {
+        method: "DELETE",
+        pattern: "/api/v1/tokens/{name}",
+        action: AdminAction::TokenRevoke,
+        access: Access::ControlOnly,
+    },
+    AdminRoute {
+        method: "GET",
+        pattern: "/api/v1/audit",
+        action: AdminAction::Audit,
+        access: Access::ControlOnly,
     },
 ];
 
@@ -171,18 +235,60 @@ pub async fn handle_public(
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Body> {
-    let caller = Caller::Network(peer);
     let routed = match decode(&req) {
         Err(invalid) => invalid.answer(),
         Ok(path) => {
             let segs = segments(&path);
-            match public(&app, req, &caller, &segs).await {
-                Ok(routed) => routed,
-                Err(req) => not_public(req.method(), &segs),
-            }
+            network(&app, req, peer, &segs).await
         }
     };
     count(&app, "network", routed)
+}
+
+/// Routes one network request: the public table, each route admitted by its access;
+/// then admin routes open to operator tokens when `[http] operator_api` is on.
+async fn network(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    segs: &[&str],
+) -> Routed {
+    if let Some((route, cap)) = public_route(req.method(), segs) {
+        return match admit(app, &req, route.access, peer) {
+            Ok(caller @ Caller::Network(_))
+                if matches!(route.access, Access::Machine | Access::Hook) =>
+            {
+                let mac = cap.first().and_then(|m| m.parse::<MacAddr>().ok());
+                if let Err(wait) = app.callback_limits.admit(mac, peer.ip()) {
+                    app.metrics.callbacks_limited.inc();
+                    tracing::info!(%peer, path = %req.uri().path(), "callback rate limited");
+                    return (route.label, too_many(wait));
+                }
+                (
+                    route.label,
+                    dispatch_public(app, req, &caller, route.action, &cap).await,
+                )
+            }
+            Ok(caller) => (
+                route.label,
+                dispatch_public(app, req, &caller, route.action, &cap).await,
+            ),
+            Err(refused) => (route.label, *refused),
+        };
+    }
+    let over_tcp = admin_route(req.method(), segs)
+        .is_some_and(|(r, _)| r.access == Access::Operator && app.config().http.operator_api);
+    if !over_tcp {
+        return not_public(req.method(), segs);
+    }
+    let caller = match admit(app, &req, Access::Operator, peer) {
+        Ok(c) => c,
+        Err(refused) => return ("forbidden", *refused),
+    };
+    match admin(app, req, &caller, segs).await {
+        Ok(routed) => routed,
+        Err(req) => not_public(req.method(), segs),
+    }
 }
 
 /// Answers one request of the control socket: the public table, then the admin table.
@@ -298,6 +404,297 @@ fn not_found(segs: &[&str]) -> Routed {
     }
 }
 
+/// Who may call a route on the network listener (the control socket may call all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: health, assets, boot scripts and configs (firmware has no credentials),
+    /// the monitoring page's shell (it holds no fleet data).
+    Open,
+    /// A machine's callback: the handler checks the node token (or, with
+    /// `[http] operator_api`, an operator API token).
+    Machine,
+    /// A group's formation hook: the handler checks the bearer against the token bootd
+    /// sent in that delivery (no API token, node token or operator API applies).
+    Hook,
+    /// A viewer or operator API token, unless `[http] read_public`.
+    Read,
+    /// Like `Read`, unless `[http] metrics_public`.
+    Metrics,
+    /// An operator API token when `[http] operator_api` is on; else control socket only.
+    Operator,
+    /// The control socket only.
+    ControlOnly,
+}
+
+/// What a public route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicAction {
+    Healthz,
+    Metrics,
+    BootScript,
+    ConfigFile,
+    Config,
+    Assets,
+    Monitoring,
+    Events,
+    Status,
+    Nodes,
+    Node,
+    HardwarePost,
+    HardwareGet,
+    HardwareDiscovered,
+    Phase,
+    Groups,
+    Favicon,
+    GroupProgress,
+}
+
+/// One public route: methods, pattern (`{x}` one segment, `{*rest}` one or more),
+/// who may call it, and its metrics label.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicRoute {
+    pub methods: &'static [&'static str],
+    pub pattern: &'static str,
+    pub access: Access,
+    pub action: PublicAction,
+    pub label: &'static str,
+}
+
+const GET: &[&str] = &["GET"];
+const GET_HEAD: &[&str] = &["GET", "HEAD"];
+const POST: &[&str] = &["POST"];
+
+/// The public table: served on the network listener (each entry's `access` decides
+/// who) and on the control socket (everyone there is an operator).
+pub const PUBLIC_ROUTES: &[PublicRoute] = &[
+    PublicRoute {
+        methods: GET_HEAD,
+        pattern: "/healthz",
+        access: Access::Open,
+        action: PublicAction::Healthz,
+        label: "healthz",
+    },
+    PublicRoute {
+        methods: GET,
+        pattern: "/metrics",
+        access: Access::Metrics,
+        action: PublicAction::Metrics,
+        label: "metrics",
+    },
+    PublicRoute {
+        methods: GET,
+        pattern: "/boot/{file}",
+        access: Access::Open,
+        action: PublicAction::BootScript,
+        label: "boot",
+    },
+    PublicRoute {
+        methods: GET,
+        pattern: "/config/{mac}/{file}",
+        access: Access::Open,
+        action: PublicAction::ConfigFile,
+        label: "config",
+    },
+    PublicRoute {
+        methods: GET,
+        pattern: "/config/{mac}",
+        access: Access::Open,
+        action: PublicAction::Config,
+        label: "config",
+    },
+    PublicRoute {
+        methods: GET_HEAD,
+        pattern: "/assets/{*rest}",
+        access: Access::Open,
+        action: PublicAction::Assets,
+        label: "assets",
+    },
+    PublicRoute {
+        methods: GET_HEAD,
+        pattern: "/monitoring",
+        access: Access::Open,
+        action: PublicAction::Monitoring,
+        label: "monitoring",
+    },
+    PublicRoute {
+        methods: GET_HEAD,
+        pattern: "/favicon.ico",
+        access: Access::Open,
+        action: PublicAction::Favicon,
+        label: "favicon",
+    },
+    PublicRoute {
+        methods: GET,
+        pattern: "/api/v1/events",
+        access: Access::Read,
+        action: PublicAction::Events,
+        label: "events",
+    },
+    PublicRoute {
+        methods: GET,
+        pattern: "/api/v1/status",
+        access: Access::Read,
+        action: PublicAction::Status,
+        label: "status",
+    },
+    PublicRoute {
+        methods: GET,
+        pattern: "/api/v1/nodes",
+        access: Access::Read,
+        action: PublicAction::Nodes,
+        label: "nodes",
+    },
+    PublicRoute {
+        methods: GET,
+        pattern: "/api/v1/nodes/{mac}",
+        access: Access::Read,
+        action: PublicAction::Node,
+        label: "node",
+    },
+    PublicRoute {
+        methods: POST,
+        pattern: "/api/v1/nodes/{mac}/hardware",
+        access: Access::Machine,
+        action: PublicAction::HardwarePost,
+        label: "hardware",
+    },
+    PublicRoute {
+        methods: GET,
+        pattern: "/api/v1/nodes/{mac}/hardware",
+        access: Access::Read,
+        action: PublicAction::HardwareGet,
+        label: "hardware",
+    },
+    PublicRoute {
+        methods: GET,
+        pattern: "/api/v1/hardware/discovered",
+        access: Access::Read,
+        action: PublicAction::HardwareDiscovered,
+        label: "hardware",
+    },
+    PublicRoute {
+        methods: POST,
+        pattern: "/api/v1/nodes/{mac}/phase",
+        access: Access::Machine,
+        action: PublicAction::Phase,
+        label: "phase",
+    },
+    PublicRoute {
+        methods: GET,
+        pattern: "/api/v1/groups",
+        access: Access::Read,
+        action: PublicAction::Groups,
+        label: "groups",
+    },
+    // A formation hook reports progress with its delivery's token (checked by the handler),
+    // rate limited per source address like machine callbacks.
+    PublicRoute {
+        methods: &["POST"],
+        pattern: "/api/v1/groups/{name}/progress",
+        access: Access::Hook,
+        action: PublicAction::GroupProgress,
+        label: "group_progress",
+    },
+];
+
+/// Whether `pattern` matches `segs`; the captured segments (`{*rest}` joined by `/`).
+fn capture(pattern: &str, segs: &[&str]) -> Option<Vec<String>> {
+    let pat: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
+    let mut out = Vec::new();
+    for (i, p) in pat.iter().enumerate() {
+        if p.starts_with("{*") {
+            let rest = segs.get(i..).filter(|r| !r.is_empty())?;
+            out.push(rest.join("/"));
+            return Some(out);
+        }
+        let s = segs.get(i)?;
+        if p.starts_with('{') && p.ends_with('}') {
+            out.push((*s).to_string());
+        } else if p != s {
+            return None;
+        }
+    }
+    (pat.len() == segs.len()).then_some(out)
+}
+
+/// The public route `method` and `segs` name, with its captured segments.
+pub fn public_route(method: &Method, segs: &[&str]) -> Option<(&'static PublicRoute, Vec<String>)> {
+    PUBLIC_ROUTES.iter().find_map(|r| {
+        if !r.methods.contains(&method.as_str()) {
+            return None;
+        }
+        capture(r.pattern, segs).map(|c| (r, c))
+    })
+}
+
+/// 429 with `Retry-After` (whole seconds, at least 1).
+fn too_many(wait: std::time::Duration) -> Response<Body> {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let mut r = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many callbacks: retry in {secs} s"),
+    );
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// The caller a network request acts as on a route of `access`, or the refusal.
+fn admit(
+    app: &App,
+    req: &Request<Incoming>,
+    access: Access,
+    peer: SocketAddr,
+) -> Result<Caller, Box<Response<Body>>> {
+    let cfg = app.config();
+    let need_token = match access {
+        Access::Open => return Ok(Caller::Network(peer)),
+        Access::Machine => {
+            // An operator token may speak for a node only when the operator API is on;
+            // otherwise the bearer is the node's own token, checked by the handler.
+            if cfg.http.operator_api {
+                if let Ok(id) = auth::identify(app, req) {
+                    if id.role == auth::Role::Operator {
+                        return Ok(Caller::Token {
+                            name: id.name,
+                            role: id.role,
+                            peer,
+                        });
+                    }
+                }
+            }
+            return Ok(Caller::Network(peer));
+        }
+        Access::Hook => return Ok(Caller::Network(peer)),
+        Access::Read => !cfg.http.read_public,
+        Access::Metrics => !cfg.http.metrics_public && !cfg.http.read_public,
+        Access::Operator | Access::ControlOnly => true,
+    };
+    if !need_token {
+        return Ok(Caller::Network(peer));
+    }
+    let id = auth::identify(app, req).map_err(|why| {
+        tracing::info!(%peer, path = %req.uri().path(), reason = %why, "API request refused");
+        Box::new(auth::unauthorized(app, why))
+    })?;
+    if matches!(access, Access::Operator | Access::ControlOnly) && id.role != auth::Role::Operator {
+        return Err(Box::new(error_response(
+            StatusCode::FORBIDDEN,
+            format!(
+                "token {} is a viewer token: this route needs an operator token",
+                id.name
+            ),
+        )));
+    }
+    Ok(Caller::Token {
+        name: id.name,
+        role: id.role,
+        peer,
+    })
+}
+
 /// The public table; the request back when it has no such route.
 async fn public(
     app: &Arc<App>,
@@ -305,10 +702,28 @@ async fn public(
     caller: &Caller,
     segs: &[&str],
 ) -> Result<Routed, Request<Incoming>> {
-    let method = req.method().clone();
-    let routed = match (&method, segs) {
-        (&Method::GET | &Method::HEAD, ["healthz"]) => ("healthz", api::healthz(app).await),
-        (&Method::GET, ["metrics"]) => {
+    let Some((route, cap)) = public_route(req.method(), segs) else {
+        return Err(req);
+    };
+    Ok((
+        route.label,
+        dispatch_public(app, req, caller, route.action, &cap).await,
+    ))
+}
+
+/// Runs a public route's handler.
+async fn dispatch_public(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    caller: &Caller,
+    action: PublicAction,
+    cap: &[String],
+) -> Response<Body> {
+    let first = cap.first().map(String::as_str).unwrap_or_default();
+    let second = cap.get(1).map(String::as_str).unwrap_or_default();
+    match action {
+        PublicAction::Healthz => api::healthz(app).await,
+        PublicAction::Metrics => {
             let held = i64::try_from(assets::cache_bytes()).unwrap_or(i64::MAX);
             app.metrics.asset_cache_bytes.set(held);
             sample_deployments(app);
@@ -317,62 +732,52 @@ async fn public(
                 &app.registry.count_by_phase(),
                 app.started.elapsed().as_secs(),
             );
-            (
-                "metrics",
-                text_response(
-                    StatusCode::OK,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    body,
-                ),
+            text_response(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                body,
             )
         }
-        (&Method::GET, ["boot", file]) if file.ends_with(".ipxe") => {
-            let mac = file.trim_end_matches(".ipxe");
-            (
-                "boot",
-                boot::render(app, mac, req.uri().query(), boot::Doc::Script).await,
+        PublicAction::BootScript => match first.strip_suffix(".ipxe") {
+            Some(mac) => {
+                boot::render(app, mac, req.uri().query(), boot::Doc::Script, caller.ip()).await
+            }
+            None => error_response(StatusCode::NOT_FOUND, "not found"),
+        },
+        PublicAction::ConfigFile => {
+            boot::render(
+                app,
+                first,
+                req.uri().query(),
+                boot::Doc::from_file(second),
+                caller.ip(),
             )
+            .await
         }
-        (&Method::GET, ["config", mac, file]) => (
-            "config",
-            boot::render(app, mac, req.uri().query(), boot::Doc::from_file(file)).await,
-        ),
-        (&Method::GET, ["config", mac]) => (
-            "config",
-            boot::render(app, mac, req.uri().query(), boot::Doc::Config).await,
-        ),
-        (&Method::GET | &Method::HEAD, ["assets", rest @ ..]) if !rest.is_empty() => {
-            ("assets", assets::serve(app, &req, &rest.join("/")).await)
+        PublicAction::Config => {
+            boot::render(
+                app,
+                first,
+                req.uri().query(),
+                boot::Doc::Config,
+                caller.ip(),
+            )
+            .await
         }
-        (&Method::GET | &Method::HEAD, ["monitoring"]) => ("monitoring", monitoring::page()),
-        (&Method::GET | &Method::HEAD, ["favicon.ico"]) => ("favicon", monitoring::favicon()),
-        (&Method::GET, ["api", "v1", "events"]) => {
-            ("events", events::stream(app, req.uri().query()).await)
-        }
-        (&Method::GET, ["api", "v1", "status"]) => ("status", api::status(app)),
-        (&Method::GET, ["api", "v1", "nodes"]) => ("nodes", api::list_nodes(app)),
-        (&Method::GET, ["api", "v1", "nodes", mac]) => ("node", api::show_node(app, mac).await),
-        (&Method::POST, ["api", "v1", "nodes", mac, "hardware"]) => {
-            ("hardware", hardware::post(app, req, caller, mac).await)
-        }
-        (&Method::GET, ["api", "v1", "nodes", mac, "hardware"]) => {
-            ("hardware", hardware::get(app, mac))
-        }
-        (&Method::GET, ["api", "v1", "hardware", "discovered"]) => {
-            ("hardware", hardware::discovered(app))
-        }
-        (&Method::POST, ["api", "v1", "nodes", mac, "phase"]) => {
-            ("phase", api::post_phase(app, req, caller, mac).await)
-        }
-        (&Method::GET, ["api", "v1", "groups"]) => ("groups", lifecycle::groups(app)),
-        // A formation hook reports progress with its delivery's token.
-        (&Method::POST, ["api", "v1", "groups", name, "progress"]) => (
-            "group_progress",
-            lifecycle::group_progress(app, req, name).await,
-        ),
-        _ => return Err(req),
-    };
-    Ok(routed)
+        PublicAction::Assets => assets::serve(app, &req, first).await,
+        PublicAction::Monitoring => monitoring::page(),
+        PublicAction::Events => events::stream(app, req.uri().query()).await,
+        PublicAction::Status => api::status(app),
+        PublicAction::Nodes => api::list_nodes(app),
+        PublicAction::Node => api::show_node(app, first).await,
+        PublicAction::HardwarePost => hardware::post(app, req, caller, first).await,
+        PublicAction::HardwareGet => hardware::get(app, first),
+        PublicAction::HardwareDiscovered => hardware::discovered(app),
+        PublicAction::Phase => api::post_phase(app, req, caller, first).await,
+        PublicAction::Groups => lifecycle::groups(app),
+        PublicAction::Favicon => monitoring::favicon(),
+        PublicAction::GroupProgress => lifecycle::group_progress(app, req, first).await,
+    }
 }
 
 /// Samples the metrics read from the registry and the store when /metrics is read:
@@ -421,6 +826,10 @@ async fn admin(
         AdminAction::Relay => api::relay_overview(app).await,
         AdminAction::RelayRetry => api::relay_retry(app, req, caller).await,
         AdminAction::RelayDrop => api::relay_drop(app, req, caller).await,
+        AdminAction::TokenCreate => tokens::create(app, req, caller).await,
+        AdminAction::TokenList => tokens::list(app),
+        AdminAction::TokenRevoke => tokens::revoke(app, caller, mac).await,
+        AdminAction::Audit => tokens::audit(app, req.uri().query()),
     };
     Ok((route.label(), response))
 }

@@ -130,6 +130,15 @@ impl Board {
         self.callbacks().get(group).and_then(|c| c.reported.clone())
     }
 
+    /// True if `token` is the one bootd sent with `group`'s current formation hook
+    /// (checked before a report's body is read).
+    pub fn accepts(&self, group: &str, token: &str) -> bool {
+        self.callbacks().get(group).is_some_and(|cb| {
+            !cb.token.is_empty()
+                && subtle::ConstantTimeEq::ct_eq(cb.token.as_bytes(), token.as_bytes()).into()
+        })
+    }
+
     /// Takes a formation hook's progress report, if the token is the delivery's and the
     /// group is forming. Reports are kept within 70..=99: 100 is bootd's to say.
     pub fn report(

@@ -127,6 +127,7 @@ pub fn checks(path: Option<&Path>, opts: Options) -> Vec<Check> {
     }
     out.extend(network::check_ports(&cfg));
     out.push(network::check_public_url(&cfg));
+    out.push(state::api_tokens(&cfg));
     let served = network::check_interfaces(&cfg, &mut out);
     out.extend(system::check_capabilities(&cfg));
     out.extend(system::check_neighbour_table(&cfg));

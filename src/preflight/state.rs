@@ -73,6 +73,35 @@ fn disk_space(state: &Path) -> Check {
     }
 }
 
+/// Warns when the HTTP listener is reachable from the network and no API token exists:
+/// nobody can read the API or `/metrics` over TCP until one is issued.
+pub fn api_tokens(cfg: &Config) -> Check {
+    let listen = cfg.server.http_listen;
+    let subject = format!("server.http_listen = {listen}");
+    if listen.ip().is_loopback() {
+        return Check::ok("api_tokens", subject, "listener is loopback only");
+    }
+    let now = crate::http::auth::unix_now();
+    match crate::store::live_api_token_in(&cfg.server.state_dir, now) {
+        Ok(true) => Check::ok("api_tokens", subject, "an API token exists"),
+        Ok(false) => Check::new(
+            "api_tokens",
+            subject,
+            Verdict::Warn,
+            "the listener is not loopback and no API token exists yet: the read API and \
+             /metrics answer 401 to everyone",
+            "issue one: bootctl token create NAME --role viewer (or operator)",
+        ),
+        Err(e) => Check::new(
+            "api_tokens",
+            subject,
+            Verdict::Warn,
+            format!("cannot read the API tokens: {e}"),
+            "check the database (see the database check)",
+        ),
+    }
+}
+
 fn database(state: &Path) -> Check {
     let path = state.join(crate::store::DB_FILE);
     let subject = path.display().to_string();

@@ -32,6 +32,19 @@ impl Store {
         })
     }
 
+    /// Whether `mac` holds a live (offered or bound, not expired at `now`, seconds since
+    /// the epoch) lease of `ip`: one indexed read.
+    pub fn lease_holds(&self, mac: &str, ip: &str, now: i64) -> Result<bool, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT COUNT(*) FROM leases WHERE mac = ?1 AND ip = ?2 AND expires > ?3 \
+                 AND state IN ('offered', 'bound')",
+            )?;
+            let n: i64 = st.query_row(params![mac, ip, now], |r| r.get(0))?;
+            Ok(n > 0)
+        })
+    }
+
     /// Writes a burst of leases in one commit; returns once they are durable.
     pub async fn save_leases(&self, leases: Vec<LeaseRow>) -> Result<(), StoreError> {
         self.writer

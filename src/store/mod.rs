@@ -1,6 +1,7 @@
 //! The embedded state store: one SQLite file in WAL mode, written by a single writer
 //! thread that commits concurrent writes together (group commit). Only this module writes SQL.
 
+mod auth;
 mod hardware;
 mod leases;
 mod nodes;
@@ -8,6 +9,7 @@ mod outbox;
 mod schema;
 mod writer;
 
+pub use auth::{live_api_token_in, ApiTokenRow, AuditRow};
 pub use hardware::{HardwareRow, HardwareSeen};
 pub use leases::LeaseRow;
 pub use nodes::{HistoryRow, NodeRow, Pending, TransitionRow};

@@ -78,6 +78,28 @@ CREATE INDEX outbox_pending ON outbox(state, upstream, node, seq);
     r#"
 ALTER TABLE hardware ADD COLUMN changes TEXT NOT NULL DEFAULT '[]';
 "#,
+    // 3: API tokens (hashes only) and the audit log.
+    r#"
+CREATE TABLE api_tokens (
+    name        TEXT PRIMARY KEY NOT NULL,
+    role        TEXT NOT NULL,
+    hash        TEXT NOT NULL UNIQUE,
+    created_at  TEXT NOT NULL,
+    expires_at  INTEGER,
+    revoked_at  TEXT
+);
+CREATE TABLE audit (
+    id          INTEGER PRIMARY KEY,
+    at          TEXT NOT NULL,
+    at_unix     INTEGER NOT NULL,
+    who         TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    before      TEXT NOT NULL DEFAULT '',
+    after       TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_at ON audit(at_unix);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -154,7 +154,7 @@ impl TftpObserver {
             return None;
         }
         let arch = self.app.arch_of(mac).unwrap_or("x86_64-efi");
-        let tok = self.app.tokens.token(mac, node.token_gen);
+        let tok = crate::secrets::token_for(&self.app, mac, node.token_gen, peer.ip(), "grub.cfg");
         let ctx = crate::boot::Context::new(
             &node,
             &sel.profile,
@@ -177,7 +177,9 @@ impl TftpObserver {
         let one_shot = sel.one_shot;
         tokio::spawn(async move {
             // The token is noted before the phase so the kernel's first callback finds it.
-            if let Err(e) = app
+            if tok.is_empty() {
+                // Withheld from a stranger: nothing to note.
+            } else if let Err(e) = app
                 .registry
                 .note_token(mac, crate::nodes::token::hash(&tok))
                 .await

@@ -44,13 +44,25 @@ pub struct Daemon {
     pub config: PathBuf,
     pub socket: PathBuf,
     pub log: PathBuf,
+    /// A viewer API token created at start; `curl` sends it unless the call carries
+    /// its own `Authorization` header.
+    pub viewer: String,
     child: Option<Child>,
 }
 
 impl Daemon {
     /// The `[server]`/`[tftp]` part of a test config for this dir and these ports;
     /// `extra` is appended (nodes, profiles, ...).
+    ///
+    /// The test client fetches every node's script from 127.0.0.1, which is no node's
+    /// address: unless `extra` says otherwise, `[http] secrets_trusted` lists it so the
+    /// scripts carry their tokens (tests of the binding itself set the key).
     pub fn config_text(dir: &Path, http: SocketAddr, tftp: SocketAddr, extra: &str) -> String {
+        let extra = if extra.contains("secrets_trusted") {
+            extra.to_string()
+        } else {
+            with_http_keys(extra, "secrets_trusted = [\"127.0.0.1\"]")
+        };
         format!(
             r#"[server]
 state_dir = "{state}"
@@ -98,10 +110,25 @@ listen = "{tftp}"
             config,
             socket,
             log,
+            viewer: String::new(),
             child: None,
         };
         d.spawn(env);
+        d.viewer = d.viewer_token();
         d
+    }
+
+    /// The harness's viewer token: kept in the test dir so restarts reuse it.
+    fn viewer_token(&self) -> String {
+        let file = self.dir.path().join("viewer.token");
+        if let Ok(t) = std::fs::read_to_string(&file) {
+            return t;
+        }
+        let (code, out, err) = self.bootctl(&["token", "create", "harness", "--role", "viewer"]);
+        assert_eq!(code, 0, "bootctl token create: {err}");
+        let token = out.trim().to_string();
+        std::fs::write(&file, &token).expect("viewer token file");
+        token
     }
 
     /// (Re)starts the process on the same dir and config.
@@ -214,7 +241,18 @@ listen = "{tftp}"
 
     /// `curl` against the HTTP listener: (status, body).
     pub fn curl(&self, args: &[&str], path: &str) -> (u16, String) {
-        curl_url(args, &format!("http://{}{}", self.http, path))
+        let url = format!("http://{}{}", self.http, path);
+        if self.viewer.is_empty()
+            || args
+                .iter()
+                .any(|a| a.to_ascii_lowercase().starts_with("authorization:"))
+        {
+            return curl_url(args, &url);
+        }
+        let auth = format!("Authorization: Bearer {}", self.viewer);
+        let mut all: Vec<&str> = vec!["-H", &auth];
+        all.extend_from_slice(args);
+        curl_url(&all, &url)
     }
 
     /// `curl --unix-socket` against the control socket: (status, body).
@@ -231,6 +269,17 @@ listen = "{tftp}"
     /// The state dir.
     pub fn state(&self) -> PathBuf {
         self.dir.path().join("state")
+    }
+}
+
+/// `extra` with `keys` added to its `[http]` table (created when it has none).
+pub fn with_http_keys(extra: &str, keys: &str) -> String {
+    match extra.find("[http]\n") {
+        Some(at) => {
+            let split = at + "[http]\n".len();
+            format!("{}{keys}\n{}", &extra[..split], &extra[split..])
+        }
+        None => format!("{extra}\n[http]\n{keys}\n"),
     }
 }
 

@@ -64,6 +64,11 @@ interfaces = ["br0"]
 [tftp]
 listen = "{BRIDGE_IP}:69"
 
+# Tests read /metrics without a token (tests/auth_routes.rs covers the tokens); no
+# secrets_trusted: the machine gets its token because bootd saw its MAC in DHCP.
+[http]
+metrics_public = true
+
 [profiles.test]
 script = "test.ipxe"
 

@@ -6,6 +6,7 @@ mod follow;
 mod output;
 mod stages;
 mod timeline;
+mod tokens;
 mod wait;
 
 use bootd_api::{
@@ -161,6 +162,17 @@ enum Command {
     },
     /// Print bootctl's version.
     Version,
+    /// API tokens for the network listener.
+    Token {
+        #[command(subcommand)]
+        action: tokens::TokenCommand,
+    },
+    /// Changes by operators and API tokens: who, what, before → after.
+    Audit {
+        /// Only this recent, e.g. 1h.
+        #[arg(long, value_parser = duration)]
+        since: Option<std::time::Duration>,
+    },
     /// Upstream relay: backlog, failures and dead letters per upstream.
     Relay {
         #[command(subcommand)]
@@ -477,6 +489,8 @@ fn main() -> ExitCode {
                 .call::<ReloadAnswer>(Method::POST, routes::RELOAD, &())
                 .await
                 .map(|a| out.reload(&a)),
+            Command::Token { action } => tokens::run(&client, action, out.json).await,
+            Command::Audit { since } => tokens::audit(&client, since, out.json).await,
             Command::Relay { action: None } => client
                 .get::<RelayOverview>(routes::RELAY)
                 .await

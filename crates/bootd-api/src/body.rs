@@ -610,3 +610,44 @@ mod tests {
         assert_eq!(serde_json::to_string(&a).unwrap(), r#"{"all_dead":true}"#);
     }
 }
+
+/// `POST /api/v1/tokens` (control socket): issue an API token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenCreate {
+    pub name: String,
+    /// `viewer` or `operator`.
+    pub role: String,
+    /// Lifetime in seconds; None never expires.
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+}
+
+/// An API token as listed (never the token itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: String,
+    pub created_at: String,
+    /// Seconds since the epoch; None never expires.
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<String>,
+}
+
+/// The answer of `POST /api/v1/tokens`: the token, shown this once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    pub token: String,
+}
+
+/// One audited change: who, what, before → after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: String,
+    pub who: String,
+    pub action: String,
+    pub target: String,
+    pub before: String,
+    pub after: String,
+}

@@ -12,6 +12,8 @@ pub const RELOAD: &str = "/api/v1/reload";
 pub const RELAY: &str = "/api/v1/relay";
 pub const RELAY_RETRY: &str = "/api/v1/relay/retry";
 pub const RELAY_DROP: &str = "/api/v1/relay/drop";
+pub const TOKENS: &str = "/api/v1/tokens";
+pub const AUDIT: &str = "/api/v1/audit";
 pub const HARDWARE_DISCOVERED: &str = "/api/v1/hardware/discovered";
 
 /// A path segment as typed, made safe for a URL (bootd parses any MAC spelling).
@@ -22,6 +24,16 @@ pub fn segment(text: &str) -> String {
 /// `/api/v1/nodes/{mac}`.
 pub fn node(mac: &str) -> String {
     format!("{NODES}/{}", segment(mac))
+}
+
+/// `/api/v1/tokens/{name}`.
+pub fn token(name: &str) -> String {
+    format!("{TOKENS}/{}", segment(name))
+}
+
+/// `/api/v1/audit?since=<seconds since the epoch>`.
+pub fn audit(since: i64) -> String {
+    format!("{AUDIT}?since={since}")
 }
 
 /// `/api/v1/nodes/{mac}/phase`.
