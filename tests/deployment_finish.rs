@@ -41,40 +41,16 @@ fn start(extra: &str) -> Daemon {
     Daemon::start_in(dir, extra, &[])
 }
 
-fn node(d: &Daemon, mac: &str) -> Value {
-    let (code, body) = d.curl_control(&[], &format!("/api/v1/nodes/{mac}"));
-    assert_eq!(code, 200, "{body}");
-    json(&body)
-}
-
 fn wait_phase(d: &Daemon, mac: &str, want: &str, within: Duration) -> Duration {
     let t = Instant::now();
-    if wait_for(within, want, || node(d, mac)["phase"] == want).is_err() {
+    if wait_for(within, want, || d.node_json(mac)["phase"] == want).is_err() {
         panic!(
             "{mac} did not reach {want} within {within:?}: {}\nlog:\n{}",
-            node(d, mac),
+            d.node_json(mac),
             d.log_text()
         );
     }
     t.elapsed()
-}
-
-fn callback(d: &Daemon, mac: &str, token: &str, body: &str) -> u16 {
-    let auth = format!("Authorization: Bearer {token}");
-    d.curl(
-        &[
-            "-X",
-            "POST",
-            "-H",
-            &auth,
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            body,
-        ],
-        &format!("/api/v1/nodes/{mac}/phase"),
-    )
-    .0
 }
 
 /// A port that answers every connection with an SSH identification line.
@@ -191,16 +167,12 @@ provider_id = "srv-b"
         .expect("token")
         .to_string();
     assert_eq!(
-        callback(
-            &d,
-            MAC,
-            &token,
-            r#"{"phase":"registered","ip":"127.0.0.1"}"#
-        ),
+        d.phase_callback(MAC, &token, r#"{"phase":"registered","ip":"127.0.0.1"}"#)
+            .0,
         200
     );
     wait_phase(&d, MAC, "clustered", Duration::from_secs(30));
-    let v = node(&d, MAC);
+    let v = d.node_json(MAC);
     let history = v["history"].as_array().unwrap();
     let moves: Vec<(&str, &str)> = history
         .iter()
@@ -257,7 +229,7 @@ provider_id = "srv-b"
     world.healthy.store(false, Ordering::SeqCst);
     let t = wait_phase(&d, MAC, "unhealthy", Duration::from_secs(10));
     assert!(t <= Duration::from_secs(5), "unhealthy after {t:?}");
-    let v = node(&d, MAC);
+    let v = d.node_json(MAC);
     assert_eq!(v["health"], "unhealthy");
     assert!(
         v["error_message"].as_str().unwrap_or("").contains("503"),
@@ -270,7 +242,7 @@ provider_id = "srv-b"
     world.powered_off.store(true, Ordering::SeqCst);
     world.healthy.store(false, Ordering::SeqCst);
     wait_phase(&d, MAC, "stopped", Duration::from_secs(15));
-    assert_eq!(node(&d, MAC)["health"], "stopped");
+    assert_eq!(d.node_json(MAC)["health"], "stopped");
 
     // The early node follows its provider: provisioning → pending, powering_on → starting.
     let (code, _, err) = d.bootctl(&["phase", EARLY, "server_requested"]);
@@ -278,7 +250,7 @@ provider_id = "srv-b"
     wait_phase(&d, EARLY, "pending", Duration::from_secs(10));
     *world.early_state.lock().unwrap() = "powering_on".into();
     wait_phase(&d, EARLY, "starting", Duration::from_secs(10));
-    let v = node(&d, EARLY);
+    let v = d.node_json(EARLY);
     let last = v["history"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["source"], "provider", "{last}");
     assert!(

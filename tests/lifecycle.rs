@@ -44,57 +44,35 @@ fn boot(d: &Daemon, mac: &str) -> String {
         .unwrap_or_else(|| panic!("no token in {body}"))
 }
 
-/// A machine's callback with its token: the HTTP status.
-fn callback(d: &Daemon, mac: &str, token: &str, body: &str) -> u16 {
-    let auth = format!("Authorization: Bearer {token}");
-    d.curl(
-        &[
-            "-X",
-            "POST",
-            "-H",
-            &auth,
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            body,
-        ],
-        &format!("/api/v1/nodes/{mac}/phase"),
-    )
-    .0
-}
-
 /// A full install of one machine: boot, install, register with facts, run.
 fn install(d: &Daemon, mac: &str, n: u8) {
     let token = boot(d, mac);
     assert_eq!(
-        callback(
-            d,
+        d.phase_callback(
             mac,
             &token,
             r#"{"phase":"installing","progress":50,"message":"unpacking"}"#
-        ),
+        )
+        .0,
         200
     );
     let facts = format!(r#"{{"phase":"registered","ip":"10.9.0.{n}","hostname":"node{n}"}}"#);
-    assert_eq!(callback(d, mac, &token, &facts), 200);
-    assert_eq!(callback(d, mac, &token, r#"{"phase":"running"}"#), 200);
-}
-
-fn node(d: &Daemon, mac: &str) -> Value {
-    let (code, body) = d.curl_control(&[], &format!("/api/v1/nodes/{mac}"));
-    assert_eq!(code, 200, "{body}");
-    json(&body)
+    assert_eq!(d.phase_callback(mac, &token, &facts).0, 200);
+    assert_eq!(
+        d.phase_callback(mac, &token, r#"{"phase":"running"}"#).0,
+        200
+    );
 }
 
 fn phase(d: &Daemon, mac: &str) -> String {
-    node(d, mac)["phase"].as_str().unwrap_or("").to_string()
+    d.node_json(mac)["phase"].as_str().unwrap_or("").to_string()
 }
 
 fn wait_phase(d: &Daemon, mac: &str, want: &str, within: Duration) {
     if wait_for(within, want, || phase(d, mac) == want).is_err() {
         panic!(
             "{mac} did not reach {want} within {within:?}: {}\nlog:\n{}",
-            node(d, mac),
+            d.node_json(mac),
             d.log_text()
         );
     }
@@ -105,7 +83,7 @@ fn wait_phase(d: &Daemon, mac: &str, want: &str, within: Duration) {
 fn last_row(d: &Daemon, mac: &str, to: &str) -> Value {
     let mut row = Value::Null;
     let found = wait_for(Duration::from_secs(5), "history row", || {
-        row = node(d, mac)["history"]
+        row = d.node_json(mac)["history"]
             .as_array()
             .and_then(|h| h.last().cloned())
             .unwrap_or(Value::Null);
@@ -382,25 +360,27 @@ fn an_installed_machine_registers_itself_with_its_facts() {
     let mac = "52:54:00:c2:00:01";
     let token = boot(&d, mac);
     assert_eq!(
-        callback(&d, mac, &token, r#"{"phase":"installing","progress":70}"#),
+        d.phase_callback(mac, &token, r#"{"phase":"installing","progress":70}"#)
+            .0,
         200
     );
     // A wrong token changes nothing.
     assert_eq!(
-        callback(&d, mac, "0000", r#"{"phase":"registered","ip":"10.1.1.1"}"#),
+        d.phase_callback(mac, "0000", r#"{"phase":"registered","ip":"10.1.1.1"}"#)
+            .0,
         403
     );
     assert_eq!(phase(&d, mac), "installing");
     assert_eq!(
-        callback(
-            &d,
+        d.phase_callback(
             mac,
             &token,
             r#"{"phase":"registered","ip":"10.9.9.7","hostname":"db7","message":"first boot"}"#
-        ),
+        )
+        .0,
         200
     );
-    let n = node(&d, mac);
+    let n = d.node_json(mac);
     assert_eq!(
         (n["phase"].as_str(), n["progress"].as_u64()),
         (Some("registered"), Some(88))
@@ -410,21 +390,18 @@ fn an_installed_machine_registers_itself_with_its_facts() {
         (Some("10.9.9.7"), Some("db7"))
     );
     assert_eq!(
-        callback(
-            &d,
-            mac,
-            &token,
-            r#"{"phase":"running","hostname":"db7.lab"}"#
-        ),
+        d.phase_callback(mac, &token, r#"{"phase":"running","hostname":"db7.lab"}"#)
+            .0,
         200
     );
-    let n = node(&d, mac);
+    let n = d.node_json(mac);
     assert_eq!(
         (n["phase"].as_str(), n["hostname"].as_str()),
         (Some("running"), Some("db7.lab"))
     );
     assert_eq!(
-        callback(&d, mac, &token, r#"{"phase":"running","ip":"10.1"}"#),
+        d.phase_callback(mac, &token, r#"{"phase":"running","ip":"10.1"}"#)
+            .0,
         400
     );
 }
@@ -444,12 +421,12 @@ fn deadline_times_out_with_the_stuck_phase_across_a_restart() {
     let t0 = Instant::now();
     let ta = boot(&d, a);
     assert_eq!(
-        callback(
-            &d,
+        d.phase_callback(
             a,
             &ta,
             r#"{"phase":"installing","progress":40,"message":"partitioning"}"#
-        ),
+        )
+        .0,
         200
     );
     // c finishes in time and is left alone.
@@ -457,7 +434,8 @@ fn deadline_times_out_with_the_stuck_phase_across_a_restart() {
     // b starts, then bootd restarts: its deadline still counts from its start.
     let tb = boot(&d, b);
     assert_eq!(
-        callback(&d, b, &tb, r#"{"phase":"installing","progress":35}"#),
+        d.phase_callback(b, &tb, r#"{"phase":"installing","progress":35}"#)
+            .0,
         200
     );
     assert_eq!(d.stop(), Some(0));
@@ -466,7 +444,7 @@ fn deadline_times_out_with_the_stuck_phase_across_a_restart() {
     wait_phase(&d, a, "timeout", Duration::from_secs(15));
     let took = t0.elapsed();
     last_row(&d, a, "timeout");
-    let n = node(&d, a);
+    let n = d.node_json(a);
     let msg = n["message"].as_str().unwrap_or("");
     assert!(msg.starts_with("stuck in installing for "), "{msg}");
     assert!(msg.contains("deadline 3s"), "{msg}");
@@ -563,7 +541,7 @@ profile = "inst"
     for m in [a, b] {
         wait_phase(&d, m, "server_requested", Duration::from_secs(10));
     }
-    let n = node(&d, a);
+    let n = d.node_json(a);
     assert_eq!(
         (n["next_boot"].as_str(), n["progress"].as_u64()),
         (Some("inst"), Some(5))
@@ -578,7 +556,8 @@ profile = "inst"
     );
     // The old token is dead; the script carries the new one.
     assert_eq!(
-        callback(&d, a, &gen_before, r#"{"phase":"installing"}"#),
+        d.phase_callback(a, &gen_before, r#"{"phase":"installing"}"#)
+            .0,
         403
     );
     install(&d, a, 1);
@@ -605,7 +584,7 @@ profile = "inst"
         (Some(a), Some("node1"), Some("srv-1"))
     );
     // After the one-shot install the machine boots from its disk.
-    let n = node(&d, a);
+    let n = d.node_json(a);
     assert_eq!(
         (n["next_boot"].as_str(), n["boot"].as_str()),
         (None, Some("local"))

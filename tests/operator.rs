@@ -59,36 +59,17 @@ fn boot(d: &Daemon, mac: &str) -> String {
         .unwrap_or_else(|| panic!("no token in {body}"))
 }
 
-/// A machine's callback with its token: (status, body).
+/// A machine's callback with its token: (status, body as JSON).
 fn callback(d: &Daemon, mac: &str, token: &str, body: &str) -> (u16, Value) {
-    let auth = format!("Authorization: Bearer {token}");
-    let (code, text) = d.curl(
-        &[
-            "-X",
-            "POST",
-            "-H",
-            &auth,
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            body,
-        ],
-        &format!("/api/v1/nodes/{mac}/phase"),
-    );
+    let (code, text) = d.phase_callback(mac, token, body);
     (code, json(&text))
-}
-
-fn node(d: &Daemon, mac: &str) -> Value {
-    let (code, v) = control(d, "GET", &format!("/api/v1/nodes/{mac}"), "");
-    assert_eq!(code, 200, "{v}");
-    v
 }
 
 #[test]
 fn a_group_profile_counts_for_phases_progress_and_the_api() {
     let d = start(INHERITED);
     let mac = "52:54:00:21:00:01";
-    let n = node(&d, mac);
+    let n = d.node_json(mac);
     assert_eq!(
         (&n["profile"], &n["profile_source"], &n["node_profile"]),
         (&Value::from("demo"), &Value::from("group"), &Value::Null),
@@ -197,7 +178,7 @@ fn runtime_node_edits_get_the_config_files_checks() {
     assert_eq!(set(r#"{"hostname":"x y"}"#).0, 400);
     // Its own values, and values nobody has, are fine.
     assert_eq!(set(r#"{"hostname":"r3","ip":"10.9.0.3"}"#).0, 200);
-    assert_eq!(node(&d, "52:54:00:21:00:03")["ip"], "10.9.0.3");
+    assert_eq!(d.node_json("52:54:00:21:00:03")["ip"], "10.9.0.3");
 }
 
 #[test]
@@ -226,7 +207,7 @@ fn nodes_of_the_config_file_are_edited_in_the_file() {
         "{v}"
     );
     // Nothing changed, and the history is all there.
-    let n = node(&d, mac);
+    let n = d.node_json(mac);
     assert_eq!(n["hostname"], "w1");
     assert!(!n["history"].as_array().unwrap().is_empty(), "{n}");
     let _ = token;
@@ -244,11 +225,11 @@ fn a_reload_keeps_what_machines_reported() {
         r#"{"phase":"registered","ip":"10.9.0.7","message":"installed"}"#,
     );
     assert_eq!(code, 200, "{v}");
-    assert_eq!(node(&d, mac)["ip"], "10.9.0.7");
+    assert_eq!(d.node_json(mac)["ip"], "10.9.0.7");
     // An unchanged file: the reported address stays.
     let (code, v) = control(&d, "POST", "/api/v1/reload", "");
     assert_eq!(code, 200, "{v}");
-    let n = node(&d, mac);
+    let n = d.node_json(mac);
     assert_eq!(
         (&n["ip"], &n["hostname"]),
         (&Value::from("10.9.0.7"), &Value::from("w1")),
@@ -257,7 +238,7 @@ fn a_reload_keeps_what_machines_reported() {
     // SIGHUP reloads the same way, and so does a restart.
     d.signal("HUP");
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(node(&d, mac)["ip"], "10.9.0.7");
+    assert_eq!(d.node_json(mac)["ip"], "10.9.0.7");
     // What the file sets wins over what was reported.
     let text = std::fs::read_to_string(&d.config)
         .unwrap()
@@ -265,7 +246,7 @@ fn a_reload_keeps_what_machines_reported() {
     std::fs::write(&d.config, text).unwrap();
     let (code, v) = control(&d, "POST", "/api/v1/reload", "");
     assert_eq!(code, 200, "{v}");
-    assert_eq!(node(&d, mac)["ip"], "10.9.0.8");
+    assert_eq!(d.node_json(mac)["ip"], "10.9.0.8");
 }
 
 #[test]

@@ -255,6 +255,31 @@ listen = "{tftp}"
         curl_url(&all, &url)
     }
 
+    /// A machine's phase callback with its token: (status, body).
+    pub fn phase_callback(&self, mac: &str, token: &str, body: &str) -> (u16, String) {
+        let auth = format!("Authorization: Bearer {token}");
+        self.curl(
+            &[
+                "-X",
+                "POST",
+                "-H",
+                &auth,
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                body,
+            ],
+            &format!("/api/v1/nodes/{mac}/phase"),
+        )
+    }
+
+    /// The node with its history, read over the control socket.
+    pub fn node_json(&self, mac: &str) -> serde_json::Value {
+        let (code, body) = self.curl_control(&[], &format!("/api/v1/nodes/{mac}"));
+        assert_eq!(code, 200, "{body}");
+        super::json::json(&body)
+    }
+
     /// `curl --unix-socket` against the control socket: (status, body).
     pub fn curl_control(&self, args: &[&str], path: &str) -> (u16, String) {
         let mut all = vec![
