@@ -6,6 +6,7 @@
 mod common;
 
 use common::daemon::Daemon;
+use common::json::json;
 use serde_json::Value;
 
 /// A boot script that shows its callback token and the profile it was rendered for.
@@ -28,15 +29,7 @@ group = "web"
 
 /// Starts bootd with `inst.ipxe` in its templates dir and `extra` in its config.
 fn start(extra: &str) -> Daemon {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let templates = dir.path().join("state/templates");
-    std::fs::create_dir_all(&templates).expect("templates dir");
-    std::fs::write(templates.join("inst.ipxe"), SCRIPT).expect("template");
-    Daemon::start_in(dir, extra, &[])
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    Daemon::start_with_templates(extra, &[("inst.ipxe", SCRIPT)])
 }
 
 /// A control-socket request with a JSON body: (status, body).

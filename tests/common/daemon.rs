@@ -255,6 +255,18 @@ listen = "{tftp}"
         curl_url(&all, &url)
     }
 
+    /// Starts bootd with these `(name, text)` files in its templates dir and `extra` in
+    /// its config.
+    pub fn start_with_templates(extra: &str, templates: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("state/templates");
+        std::fs::create_dir_all(&dest).expect("templates dir");
+        for (name, text) in templates {
+            std::fs::write(dest.join(name), text).expect("template");
+        }
+        Daemon::start_in(dir, extra, &[])
+    }
+
     /// A machine's phase callback with its token: (status, body).
     pub fn phase_callback(&self, mac: &str, token: &str, body: &str) -> (u16, String) {
         let auth = format!("Authorization: Bearer {token}");
