@@ -159,8 +159,26 @@ impl Walk {
             || description.contains("cd-rom")
             || has_capability(node, "dvd")
             || has_capability(node, "cd-r");
-        let name = device_name(node);
-        let size = number(node, "size").filter(|s| *s > 0);
+        // Removable media (a card in a USB reader, a disc in a drive) is a `medium` child
+        // of its drive, with the same device node: the drive is listed once, with the
+        // medium's size.
+        if id.starts_with("medium") && parent.is_some_and(|p| raw_str(p, "class") == Some("disk"))
+        {
+            return;
+        }
+        let medium = node
+            .get("children")
+            .and_then(Value::as_array)
+            .and_then(|c| {
+                c.iter().find(|n| {
+                    raw_str(n, "class") == Some("disk")
+                        && raw_str(n, "id").is_some_and(|i| i.starts_with("medium"))
+                })
+            });
+        let name = device_name(node).or_else(|| medium.and_then(device_name));
+        let size = number(node, "size")
+            .filter(|s| *s > 0)
+            .or_else(|| medium.and_then(|m| number(m, "size")).filter(|s| *s > 0));
         if optical || (name.is_none() && size.is_none()) || self.inv.disks.len() >= MAX_ITEMS {
             return;
         }
