@@ -162,8 +162,7 @@ impl Walk {
         // Removable media (a card in a USB reader, a disc in a drive) is a `medium` child
         // of its drive, with the same device node: the drive is listed once, with the
         // medium's size.
-        if id.starts_with("medium") && parent.is_some_and(|p| raw_str(p, "class") == Some("disk"))
-        {
+        if id.starts_with("medium") && parent.is_some_and(|p| raw_str(p, "class") == Some("disk")) {
             return;
         }
         let medium = node
@@ -416,5 +415,24 @@ mod tests {
         assert_eq!(inv.disks[0].name.as_deref(), Some("vda"));
         assert_eq!(inv.disks[0].size_bytes, Some(1024));
         assert!(inv.memory.dimms.is_empty());
+    }
+
+    #[test]
+    fn removable_medium_is_its_drive_not_a_second_disk() {
+        // lshw's SCSI scan gives a removable drive a `medium` child with the same
+        // device node (card readers, USB sticks, optical drives).
+        let inv = inventory_from_lshw(&json!({"class": "system", "children": [
+            {"class": "disk", "id": "disk", "businfo": "scsi@6:0.0.0",
+             "logicalname": "/dev/sdb", "product": "Card Reader", "serial": "0000001",
+             "children": [{"class": "disk", "id": "medium", "logicalname": "/dev/sdb",
+                           "size": 31_914_983_424u64}]},
+            {"class": "disk", "id": "cdrom", "logicalname": "/dev/sr0",
+             "children": [{"class": "disk", "id": "medium", "logicalname": "/dev/sr0",
+                           "size": 4_700_000_000u64}]}
+        ]}));
+        assert_eq!(inv.disks.len(), 1, "{:?}", inv.disks);
+        assert_eq!(inv.disks[0].name.as_deref(), Some("sdb"));
+        assert_eq!(inv.disks[0].size_bytes, Some(31_914_983_424));
+        assert_eq!(inv.disks[0].model.as_deref(), Some("Card Reader"));
     }
 }
