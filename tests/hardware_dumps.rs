@@ -521,3 +521,379 @@ fn fuzz_corpus_replays_without_panic() {
     }
     assert!(replayed >= 20, "only {replayed} corpus files found");
 }
+
+/// A second reader of dmidecode text, written for this test and sharing nothing with
+/// bootd's parser: it cuts the text at `Handle` lines and blank lines, names each piece
+/// by the first line that has no colon, and collects `Key: value` lines by key.
+mod plain_reader {
+    pub struct Section {
+        pub title: String,
+        pub values: Vec<(String, String)>,
+    }
+
+    impl Section {
+        pub fn value(&self, keys: &[&str]) -> Option<String> {
+            keys.iter().find_map(|k| {
+                self.values
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            })
+        }
+    }
+
+    pub fn sections(text: &str) -> Vec<Section> {
+        let mut out: Vec<Section> = Vec::new();
+        let mut open = false;
+        for line in text.lines() {
+            let t = line.trim();
+            if t.is_empty() || line.starts_with("Handle ") {
+                open = false;
+                continue;
+            }
+            if t.starts_with("DMI type ") {
+                continue;
+            }
+            if !open {
+                if t.contains(':') {
+                    continue;
+                }
+                out.push(Section {
+                    title: t.to_string(),
+                    values: Vec::new(),
+                });
+                open = true;
+                continue;
+            }
+            if let (Some(last), Some(idx)) = (out.last_mut(), t.find(':')) {
+                last.values
+                    .push((t[..idx].trim().to_string(), t[idx + 1..].trim().to_string()));
+            }
+        }
+        out
+    }
+
+    pub fn titled<'a>(all: &'a [Section], names: &[&str]) -> Vec<&'a Section> {
+        all.iter()
+            .filter(|s| names.contains(&s.title.as_str()))
+            .collect()
+    }
+
+    /// Whether a value is plainly a real one (the reader leaves doubtful ones undecided).
+    pub fn plainly_real(v: &str) -> bool {
+        let l = v.to_ascii_lowercase();
+        let fillers = [
+            "o.e.m",
+            "oem",
+            "not specified",
+            "default",
+            "--",
+            "system ",
+            "unknown",
+            "none",
+            "n/a",
+            "product name",
+            "manufacturer",
+            "serial",
+            "x.x",
+            "xxx",
+            "123456",
+            "not ",
+            "empty",
+            "invalid",
+            "base board",
+            "chassis",
+            "to be filled",
+            "null",
+            "0000",
+        ];
+        v.len() >= 3 && !fillers.iter().any(|f| l.contains(f)) && !l.starts_with('<')
+    }
+
+    /// Installed memory in bytes from `Size:` of Memory Device sections.
+    pub fn memory_total(all: &[Section]) -> u64 {
+        titled(all, &["Memory Device"])
+            .iter()
+            .filter_map(|s| s.value(&["Size"]))
+            .filter_map(|size| {
+                let mut w = size.split(' ');
+                let n: u64 = w.next()?.parse().ok()?;
+                let unit = match w.next()? {
+                    "kB" | "KB" => 1u64 << 10,
+                    "MB" => 1 << 20,
+                    "GB" => 1 << 30,
+                    "TB" => 1 << 40,
+                    _ => return None,
+                };
+                Some(n * unit)
+            })
+            .sum()
+    }
+
+    /// Sockets with a processor in use: populated and enabled, idle, other or unknown, or no
+    /// Status at all but a named processor (old firmware, dmidecode 2.0–2.6).
+    pub fn sockets(all: &[Section]) -> u32 {
+        let mut n = 0;
+        for s in titled(all, &["Processor Information", "Processor"]) {
+            match s.value(&["Status"]) {
+                Some(st)
+                    if [
+                        "Populated, Enabled",
+                        "Populated, Idle",
+                        "Populated, Unknown",
+                        "Populated, Other",
+                    ]
+                    .contains(&st.as_str()) =>
+                {
+                    n += 1
+                }
+                None if s
+                    .value(&["Version", "Processor Version"])
+                    .is_some_and(|v| plainly_real(&v)) =>
+                {
+                    n += 1
+                }
+                _ => {}
+            }
+        }
+        n
+    }
+}
+
+fn corpus_dir(tool: &str) -> PathBuf {
+    data_dir().join("corpus").join(tool)
+}
+
+/// Every dump under tests/data/hardware/corpus/dmidecode (real output from public
+/// collections; tests/data/hardware/README.md names each source) read by bootd and by
+/// the plain reader above: where the plain reader is sure, bootd must agree; elsewhere
+/// bootd's values must be sane.
+#[test]
+fn dmidecode_corpus_agrees_with_a_second_reader() {
+    use plain_reader::*;
+    let mut names: Vec<_> = std::fs::read_dir(corpus_dir("dmidecode"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 100, "only {} dmidecode dumps", names.len());
+    let mut failures: Vec<String> = Vec::new();
+    let mut decided = [0usize; 4];
+    for name in &names {
+        let text = std::fs::read_to_string(corpus_dir("dmidecode").join(name)).unwrap();
+        let inv = dmi_text(&text);
+        let all = sections(&text);
+        let system = titled(&all, &["System Information", "System Information Block"]);
+        let board = titled(&all, &["Base Board Information", "Board Information Block"]);
+        let mut check = |what: &str, ok: bool, detail: String| {
+            if !ok {
+                failures.push(format!("{name}: {what}: {detail}"));
+            }
+        };
+        // Vendor and product: the system's, else the board's, when plainly real.
+        for (what, keys, got) in [
+            ("vendor", &["Manufacturer", "Vendor"][..], &inv.vendor),
+            ("product", &["Product Name", "Product"][..], &inv.product),
+        ] {
+            // The system's value decides when it is there; the board's only when the
+            // system has none at all.
+            let want = match system.first().and_then(|s| s.value(keys)) {
+                Some(v) if !v.is_empty() => Some(v).filter(|v| plainly_real(v)),
+                _ => board
+                    .first()
+                    .and_then(|b| b.value(keys))
+                    .filter(|v| plainly_real(v)),
+            };
+            if let Some(want) = want {
+                decided[0] += 1;
+                check(
+                    what,
+                    got.as_deref() == Some(want.as_str()),
+                    format!("{got:?} vs {want:?}"),
+                );
+            }
+        }
+        // Sockets in use.
+        let sockets = sockets(&all);
+        if sockets > 0 {
+            decided[1] += 1;
+            check(
+                "sockets",
+                inv.cpus.sockets == Some(sockets),
+                format!("{:?} vs {sockets}", inv.cpus.sockets),
+            );
+        } else {
+            check(
+                "sockets",
+                inv.cpus.sockets.unwrap_or(0) == 0,
+                format!("{:?}", inv.cpus.sockets),
+            );
+        }
+        // Memory: the sum of installed module sizes.
+        let memory = memory_total(&all);
+        if memory > 0 {
+            decided[2] += 1;
+            check(
+                "memory",
+                inv.memory.total_bytes == Some(memory),
+                format!("{:?} vs {memory}", inv.memory.total_bytes),
+            );
+        }
+        // UUID: kept only as a real, unshared value, lowercase.
+        if let Some(uuid) = system.first().and_then(|s| s.value(&["UUID"])) {
+            let hex: String = uuid.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+            if hex.len() == 32 && uuid.len() == 36 {
+                decided[3] += 1;
+                let shared = bootd::hardware::placeholder::PLACEHOLDER_UUIDS
+                    .contains(&uuid.to_ascii_lowercase().as_str())
+                    || hex.chars().all(|c| c == '0')
+                    || hex.chars().all(|c| c == 'f' || c == 'F');
+                let want = (!shared).then(|| uuid.to_ascii_lowercase());
+                check(
+                    "uuid",
+                    inv.uuid == want,
+                    format!("{:?} vs {want:?}", inv.uuid),
+                );
+            } else {
+                check(
+                    "uuid",
+                    inv.uuid.is_none(),
+                    format!("{:?} from {uuid:?}", inv.uuid),
+                );
+            }
+        }
+        // Sanity everywhere.
+        check("summary", !inv.summary().is_empty(), String::new());
+        if let Some(serial) = &inv.serial {
+            check(
+                "serial",
+                plainly_real(serial) || serial.len() >= 3,
+                serial.clone(),
+            );
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} disagreements:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "{} dumps; decided: identity {}, sockets {}, memory {}, uuid {}",
+        names.len(),
+        decided[0],
+        decided[1],
+        decided[2],
+        decided[3]
+    );
+}
+
+fn corpus_dmi(name: &str) -> Inventory {
+    let path = corpus_dir("dmidecode").join(name);
+    dmi_text(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}")))
+}
+
+#[test]
+fn dmidecode_quiet_output_without_handles() {
+    // `dmidecode -q` as posted to linux-media: titles only, no Handle lines.
+    let inv = corpus_dmi("linux-media-2012-dell-05xkkk.dmidecode-q.txt");
+    assert_eq!(inv.vendor.as_deref(), Some("Dell Inc."));
+    assert_eq!(inv.product.as_deref(), Some("05XKKK"), "board fallback");
+    assert_eq!(inv.bios.version.as_deref(), Some("1.8.2"));
+    assert_eq!(inv.bios.date.as_deref(), Some("08/17/2011"));
+    assert_eq!(
+        (inv.cpus.sockets, inv.cpus.cores, inv.cpus.threads),
+        (Some(1), Some(4), Some(8))
+    );
+    assert_eq!(
+        inv.cpus.model.as_deref(),
+        Some("Intel(R) Xeon(R) CPU X3480 @ 3.07GHz")
+    );
+}
+
+#[test]
+fn dmidecode_2_0_layout_of_old_distributions() {
+    // "Handle 0x0000" alone, "DMI type 0, 20 bytes." indented, "... Information Block".
+    let inv = corpus_dmi("lkml-2003-asus-p4c800.dmidecode-2.x.txt");
+    assert_eq!(inv.bios.vendor.as_deref(), Some("American Megatrends Inc."));
+    assert_eq!(inv.bios.version.as_deref(), Some("080009"));
+    assert_eq!(inv.bios.date.as_deref(), Some("09/02/2003"));
+    // The system block is all "To Be Filled By O.E.M.": the board names the machine.
+    assert_eq!(inv.vendor.as_deref(), Some("ASUSTeK Computer Inc."));
+    assert_eq!(inv.product.as_deref(), Some("P4C800"));
+    assert_eq!(inv.cpus.sockets, Some(1));
+    assert_eq!(
+        inv.cpus.model.as_deref(),
+        Some("Intel(R) Pentium(R) 4 CPU 2.40GHz")
+    );
+    // The poster cut this one after the processor: a truncated capture.
+    let inv = corpus_dmi("lkml-2003-asus-p4pe.dmidecode-2.x.txt");
+    assert_eq!(inv.vendor.as_deref(), Some("ASUSTeK Computer INC."));
+    assert_eq!(
+        inv.product.as_deref(),
+        Some("P4PE"),
+        "\"System Name\" is a template"
+    );
+    assert_eq!(inv.serial.as_deref(), Some("EVAL"));
+    assert_eq!(
+        inv.bios.version.as_deref(),
+        Some("ASUS P4PE ACPI BIOS Revision 1006")
+    );
+    assert_eq!(inv.cpus.sockets, Some(1));
+}
+
+#[test]
+fn only_populated_enabled_sockets_count() {
+    // Eight processor records, two populated.
+    let inv = corpus_dmi("linuxhw-desktop-others-others-others-fa1c93cb643b.txt");
+    assert_eq!(inv.cpus.sockets, Some(2));
+    // Every socket "Populated, Disabled By BIOS": none is counted, rather than four.
+    let inv = corpus_dmi("linuxhw-server-tyan-computer-s-s8812-8bb655a4f737.txt");
+    assert_eq!(inv.cpus.sockets, None);
+    // A KVM guest: one record per vCPU socket, all enabled.
+    let inv = corpus_dmi("linuxhw-desktop-red-hat-kvm-kvm-e0406f92ecf1.txt");
+    assert_eq!(inv.cpus.sockets, Some(16));
+    // The hypervisor statuses the issue quotes.
+    let mut text = String::from("# dmidecode 3.5\n\n");
+    for (i, status) in [
+        "Populated, Enabled",
+        "Populated, Enabled",
+        "Unpopulated",
+        "Populated, No CPU",
+        "Populated, CPU Disabled",
+        "Populated, Disabled By User",
+    ]
+    .iter()
+    .cycle()
+    .take(60)
+    .enumerate()
+    {
+        text.push_str(&format!(
+            "Handle 0x{i:04X}, DMI type 4, 48 bytes\nProcessor Information\n\tSocket Designation: CPU #{i:03}\n\tVersion: Intel(R) Xeon(R) Gold 6248\n\tStatus: {status}\n\tCore Count: 1\n\n"
+        ));
+    }
+    let inv = dmi_text(&text);
+    assert_eq!((inv.cpus.sockets, inv.cpus.cores), (Some(20), Some(20)));
+}
+
+#[test]
+fn shared_template_uuids_are_not_identity() {
+    let base = read("dell-m630.dmidecode.txt");
+    let real = dmi_text(&base);
+    assert!(real.uuid.is_some());
+    let original = real.uuid.clone().unwrap().to_ascii_uppercase();
+    for shared in [
+        "03000200-0400-0500-0006-000700080009",
+        "00000000-0000-0000-0000-000000000000",
+        "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF",
+        "12345678-1234-5678-90AB-CDDEEFAABBCC",
+    ] {
+        let text = base.replacen(&original, shared, 1);
+        assert_ne!(text, base, "the dump carries the UUID to replace");
+        let inv = dmi_text(&text);
+        assert_eq!(inv.uuid, None, "{shared}");
+        // The serial still identifies the machine.
+        assert_eq!(inv.serial, real.serial);
+    }
+}

@@ -31,44 +31,90 @@ impl DmiRecord {
     fn text(&self, key: &str) -> Option<String> {
         self.get(key).and_then(clean)
     }
+
+    /// The first of `keys` present with a real value: dmidecode 2.0–2.6 wrote `Vendor`,
+    /// `Product` and `Release` where later versions write `Manufacturer`, `Product Name`
+    /// and `Release Date`.
+    fn text_any(&self, keys: &[&str]) -> Option<String> {
+        keys.iter().find_map(|k| self.text(k))
+    }
 }
 
 /// Splits dmidecode text into records; lines it does not understand are skipped, so
 /// truncated or garbled output yields the records that were complete enough to read.
+///
+/// Three layouts are read: the usual one (`Handle 0x0001, DMI type 1, 27 bytes` then the
+/// title), dmidecode 2.0–2.6 (`Handle 0x0001` alone, then an indented
+/// `DMI type 1, 25 bytes.` and an indented `System Information Block` title), and
+/// `dmidecode -q`, which prints no handle lines at all: there a record starts at a known
+/// title (see [`type_of_title`]) and ends at a blank line.
 pub fn parse_dmidecode(text: &str) -> Vec<DmiRecord> {
     let mut records: Vec<DmiRecord> = Vec::new();
     let mut current: Option<DmiRecord> = None;
     let mut want_title = false;
+    // An old-style `Handle 0x0000` line whose `DMI type` line has not come yet.
+    let mut want_type = false;
     for raw_line in text.lines() {
-        let line = raw_line.trim_end_matches(['\r', ' ']);
+        let line = raw_line.trim_end_matches(['\r', ' ', '\t']);
+        let trimmed = line.trim();
         if let Some(rest) = line.strip_prefix("Handle ") {
             if let Some(done) = current.take() {
                 push_record(&mut records, done);
             }
-            current = parse_handle_line(rest).map(|dmi_type| DmiRecord {
-                dmi_type,
+            let dmi_type = parse_handle_line(rest);
+            // `Handle 0x0000` alone: dmidecode 2.0–2.6 puts the type on the next line.
+            want_type = dmi_type.is_none() && is_bare_handle(rest);
+            current = (dmi_type.is_some() || want_type).then(|| DmiRecord {
+                dmi_type: dmi_type.unwrap_or(u8::MAX),
                 ..DmiRecord::default()
             });
-            want_title = current.is_some();
+            want_title = dmi_type.is_some();
             continue;
         }
-        if line.trim().is_empty() {
+        if trimmed.is_empty() {
             // A blank line ends the record body; dmidecode never puts one inside a record.
             if let Some(done) = current.take() {
                 push_record(&mut records, done);
             }
+            want_title = false;
+            want_type = false;
             continue;
+        }
+        if want_type {
+            want_type = false;
+            if let Some(record) = current.as_mut() {
+                if let Some(dmi_type) = trimmed.strip_prefix("DMI type ").and_then(leading_u8) {
+                    record.dmi_type = dmi_type;
+                    want_title = true;
+                    continue;
+                }
+            }
+        }
+        // `dmidecode -q`: no handles, a record begins at its title, at column 0.
+        if !want_title && !line.starts_with(['\t', ' ']) {
+            if let Some(dmi_type) = type_of_title(trimmed) {
+                if let Some(done) = current.take() {
+                    push_record(&mut records, done);
+                }
+                current = Some(DmiRecord {
+                    dmi_type,
+                    title: trimmed.to_string(),
+                    fields: Vec::new(),
+                });
+                continue;
+            }
         }
         let Some(record) = current.as_mut() else {
             continue;
         };
-        if want_title && !line.starts_with(['\t', ' ']) {
-            record.title = line.trim().chars().take(128).collect();
+        // The title follows the handle; dmidecode 2.0–2.6 indents it.
+        if want_title && (!line.starts_with(['\t', ' ']) || !trimmed.contains(':')) {
+            record.title = trimmed.chars().take(128).collect();
             want_title = false;
             continue;
         }
         want_title = false;
-        if let Some((key, value)) = line.trim().split_once(':') {
+        if let Some((key, value)) = trimmed.split_once(':') {
             let key = key.trim();
             if !key.is_empty() {
                 record
@@ -83,6 +129,23 @@ pub fn parse_dmidecode(text: &str) -> Vec<DmiRecord> {
     records
 }
 
+/// The SMBIOS type a record title stands for, for output without handle lines
+/// (`dmidecode -q`). Only the types the inventory reads are listed; dmidecode 2.0–2.6
+/// titles (`System Information Block`) are included.
+pub fn type_of_title(title: &str) -> Option<u8> {
+    Some(match title {
+        "BIOS Information" | "BIOS Information Block" => 0,
+        "System Information" | "System Information Block" => 1,
+        "Base Board Information" | "Board Information Block" => 2,
+        "Chassis Information" | "Chassis Information Block" => 3,
+        "Processor Information" => 4,
+        "Memory Device" => 17,
+        "IPMI Device Information" => 38,
+        "Management Controller Host Interface" => 42,
+        _ => return None,
+    })
+}
+
 fn push_record(records: &mut Vec<DmiRecord>, record: DmiRecord) {
     if records.len() < MAX_DMI_RECORDS {
         records.push(record);
@@ -91,8 +154,18 @@ fn push_record(records: &mut Vec<DmiRecord>, record: DmiRecord) {
 
 /// The type number from `0x0000, DMI type 17, 40 bytes`.
 fn parse_handle_line(rest: &str) -> Option<u8> {
-    let after = rest.split_once("DMI type ")?.1;
-    let digits: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
+    leading_u8(rest.split_once("DMI type ")?.1)
+}
+
+/// `0x0000` and nothing else: the first line of a dmidecode 2.0–2.6 record.
+fn is_bare_handle(rest: &str) -> bool {
+    rest.trim()
+        .strip_prefix("0x")
+        .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn leading_u8(text: &str) -> Option<u8> {
+    let digits: String = text.chars().take_while(|c| c.is_ascii_digit()).collect();
     digits.parse().ok()
 }
 
@@ -106,23 +179,27 @@ pub fn inventory_from_dmidecode(text: &str) -> Inventory {
         inv.bios = Bios {
             vendor: bios.text("Vendor"),
             version: bios.text("Version"),
-            date: bios.text("Release Date"),
+            date: bios.text_any(&["Release Date", "Release"]),
         };
     }
     let system = of_type(1).next();
     let board = of_type(2).next();
     let chassis = of_type(3).next();
     if let Some(sys) = system {
-        inv.vendor = sys.text("Manufacturer");
-        inv.product = sys.text("Product Name");
+        inv.vendor = sys.text_any(&["Manufacturer", "Vendor"]);
+        inv.product = sys.text_any(&["Product Name", "Product"]);
         inv.serial = sys.text("Serial Number");
         inv.uuid = sys.get("UUID").and_then(clean_uuid);
         inv.sku = sys.get("SKU Number").and_then(clean_sku);
     }
     // White-box systems often fill only the baseboard (Supermicro, ASRock Rack).
     if let Some(board) = board {
-        inv.vendor = inv.vendor.or_else(|| board.text("Manufacturer"));
-        inv.product = inv.product.or_else(|| board.text("Product Name"));
+        inv.vendor = inv
+            .vendor
+            .or_else(|| board.text_any(&["Manufacturer", "Vendor"]));
+        inv.product = inv
+            .product
+            .or_else(|| board.text_any(&["Product Name", "Product"]));
     }
     // HPE and Lenovo repeat the system serial on the chassis; boards carry their own.
     inv.serial = inv
@@ -149,17 +226,21 @@ pub fn inventory_from_dmidecode(text: &str) -> Inventory {
     inv
 }
 
-/// Populated sockets, summed cores and threads, and the first model seen.
+/// Populated, enabled sockets, summed cores and threads, and the first model seen.
+///
+/// dmidecode prints `Unpopulated` or `Populated, <state>`; hypervisors list every socket
+/// they could offer (dozens) and mark the unused ones `Unpopulated`, `Populated, No CPU`
+/// or `Populated, CPU Disabled`. A socket counts when it is populated and its state is
+/// not a disabled or empty one (`Enabled`, `Idle`, `Other`, `Unknown` count).
 fn cpus_from_records<'a>(records: impl Iterator<Item = &'a DmiRecord>) -> Cpus {
     let mut cpus = Cpus::default();
     for rec in records {
         let status = rec.get("Status").unwrap_or_default();
-        // "Unpopulated" contains "Populated": look at the first word.
-        let populated = status.split(',').next().map(str::trim) == Some("Populated");
-        let model = rec.text("Version");
-        // Some firmware omits Status; a named processor then counts as present.
+        let model = rec.text_any(&["Version", "Processor Version"]);
+        // Some firmware (and dmidecode 2.0–2.6) omits Status; a named processor then
+        // counts as present.
         let assumed_present = status.is_empty() && model.is_some();
-        if !(populated || assumed_present) {
+        if !(socket_in_use(status) || assumed_present) {
             continue;
         }
         cpus.sockets = Some(cpus.sockets.unwrap_or(0).saturating_add(1));
@@ -174,6 +255,17 @@ fn cpus_from_records<'a>(records: impl Iterator<Item = &'a DmiRecord>) -> Cpus {
         }
     }
     cpus
+}
+
+/// `Populated, Enabled` → true; `Unpopulated`, `Populated, Disabled By BIOS`,
+/// `Populated, CPU Disabled`, `Populated, No CPU` → false.
+fn socket_in_use(status: &str) -> bool {
+    let mut parts = status.split(',').map(|p| p.trim().to_ascii_lowercase());
+    // "Unpopulated" contains "populated": compare the whole first word.
+    if parts.next().as_deref() != Some("populated") {
+        return false;
+    }
+    parts.all(|state| !state.contains("disabled") && !state.contains("no cpu"))
 }
 
 /// An installed memory module; empty slots (no size) are not DIMMs.

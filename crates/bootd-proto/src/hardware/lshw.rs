@@ -159,8 +159,25 @@ impl Walk {
             || description.contains("cd-rom")
             || has_capability(node, "dvd")
             || has_capability(node, "cd-r");
-        let name = device_name(node);
-        let size = number(node, "size").filter(|s| *s > 0);
+        // Removable media (a card in a USB reader, a disc in a drive) is a `medium` child
+        // of its drive, with the same device node: the drive is listed once, with the
+        // medium's size.
+        if id.starts_with("medium") && parent.is_some_and(|p| raw_str(p, "class") == Some("disk")) {
+            return;
+        }
+        let medium = node
+            .get("children")
+            .and_then(Value::as_array)
+            .and_then(|c| {
+                c.iter().find(|n| {
+                    raw_str(n, "class") == Some("disk")
+                        && raw_str(n, "id").is_some_and(|i| i.starts_with("medium"))
+                })
+            });
+        let name = device_name(node).or_else(|| medium.and_then(device_name));
+        let size = number(node, "size")
+            .filter(|s| *s > 0)
+            .or_else(|| medium.and_then(|m| number(m, "size")).filter(|s| *s > 0));
         if optical || (name.is_none() && size.is_none()) || self.inv.disks.len() >= MAX_ITEMS {
             return;
         }
@@ -398,5 +415,24 @@ mod tests {
         assert_eq!(inv.disks[0].name.as_deref(), Some("vda"));
         assert_eq!(inv.disks[0].size_bytes, Some(1024));
         assert!(inv.memory.dimms.is_empty());
+    }
+
+    #[test]
+    fn removable_medium_is_its_drive_not_a_second_disk() {
+        // lshw's SCSI scan gives a removable drive a `medium` child with the same
+        // device node (card readers, USB sticks, optical drives).
+        let inv = inventory_from_lshw(&json!({"class": "system", "children": [
+            {"class": "disk", "id": "disk", "businfo": "scsi@6:0.0.0",
+             "logicalname": "/dev/sdb", "product": "Card Reader", "serial": "0000001",
+             "children": [{"class": "disk", "id": "medium", "logicalname": "/dev/sdb",
+                           "size": 31_914_983_424u64}]},
+            {"class": "disk", "id": "cdrom", "logicalname": "/dev/sr0",
+             "children": [{"class": "disk", "id": "medium", "logicalname": "/dev/sr0",
+                           "size": 4_700_000_000u64}]}
+        ]}));
+        assert_eq!(inv.disks.len(), 1, "{:?}", inv.disks);
+        assert_eq!(inv.disks[0].name.as_deref(), Some("sdb"));
+        assert_eq!(inv.disks[0].size_bytes, Some(31_914_983_424));
+        assert_eq!(inv.disks[0].model.as_deref(), Some("Card Reader"));
     }
 }

@@ -35,6 +35,7 @@ const PLACEHOLDERS: &[&str] = &[
     "system manufacturer",
     "system serial number",
     "system version",
+    "system name",
     "chassis serial number",
     "chassis manufacture",
     "chassis manufacturer",
@@ -109,8 +110,36 @@ pub fn is_placeholder(value: &str) -> bool {
     false
 }
 
+/// System UUIDs that firmware templates ship unchanged, so that thousands of boards
+/// report the same one (lowercase, both byte orders where dmidecode versions differ):
+/// - `03000200-0400-0500-0006-000700080009` (and `00020003-…` in the older byte order):
+///   AMI Aptio's unfilled default, on many white-box and consumer boards
+///   (github.com/oshi/oshi issue 2417).
+/// - `12345678-1234-5678-90ab-cddeefaabbcc` (and `78563412-3412-7856-…`): the AMI/Insyde
+///   sample value.
+/// - `8a95d198-7f46-11e5-bf8b-08002704d48e`: the hard-coded Type 1 UUID of EDK II
+///   `ArmPkg`-derived firmware on arm64 boards (github.com/SolidRun/lx2160a_uefi issue 4).
+/// - `11111111-2222-3333-4444-555555555555`: a QEMU/libvirt template value seen in public
+///   dumps of many guests.
+/// - `4c4c4544-0000-2010-8020-80c04f202020`: Dell's UUID derived from an empty service
+///   tag.
+///
+/// All-zero and all-F values are refused separately.
+pub const PLACEHOLDER_UUIDS: &[&str] = &[
+    "03000200-0400-0500-0006-000700080009",
+    "00020003-0004-0005-0006-000700080009",
+    "12345678-1234-5678-90ab-cddeefaabbcc",
+    "78563412-3412-7856-90ab-cddeefaabbcc",
+    "8a95d198-7f46-11e5-bf8b-08002704d48e",
+    "98d1958a-467f-e511-bf8b-08002704d48e",
+    "11111111-2222-3333-4444-555555555555",
+    "4c4c4544-0000-2010-8020-80c04f202020",
+    "44454c4c-0000-1020-8020-80c04f202020",
+];
+
 /// A SMBIOS/lshw UUID as lowercase `8-4-4-4-12` hex, or `None` for malformed, all-zero
-/// and all-F values (firmware that has no UUID fills it that way).
+/// and all-F values (firmware that has no UUID fills it that way) and for the shared
+/// template values in [`PLACEHOLDER_UUIDS`]: a UUID many machines share identifies none.
 pub fn clean_uuid(raw: &str) -> Option<String> {
     let hex: Vec<char> = raw
         .trim()
@@ -125,14 +154,15 @@ pub fn clean_uuid(raw: &str) -> Option<String> {
         return None;
     }
     let text: String = hex.into_iter().collect();
-    Some(format!(
+    let uuid = format!(
         "{}-{}-{}-{}-{}",
         text.get(0..8)?,
         text.get(8..12)?,
         text.get(12..16)?,
         text.get(16..20)?,
         text.get(20..32)?
-    ))
+    );
+    (!PLACEHOLDER_UUIDS.contains(&uuid.as_str())).then_some(uuid)
 }
 
 /// The SKU inside Dell's `SKU=0912;ModelName=PowerEdge R650` form, else the cleaned value.
@@ -159,6 +189,7 @@ mod tests {
             "Default String",
             "0123456789",
             "System Product Name",
+            "System Name",
             "None",
             "Not Present",
             "Unknown",
@@ -202,6 +233,20 @@ mod tests {
         assert_eq!(clean_uuid("FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF"), None);
         assert_eq!(clean_uuid("Not Settable"), None);
         assert_eq!(clean_uuid("4C4C4544-0036"), None);
+        for shared in [
+            "03000200-0400-0500-0006-000700080009",
+            "00020003-0004-0005-0006-000700080009",
+            "12345678-1234-5678-90AB-CDDEEFAABBCC",
+            "8A95D198-7F46-11E5-BF8B-08002704D48E",
+            "11111111-2222-3333-4444-555555555555",
+            "4C4C4544-0000-2010-8020-80C04F202020",
+        ] {
+            assert_eq!(clean_uuid(shared), None, "{shared}");
+        }
+        for uuid in PLACEHOLDER_UUIDS {
+            assert_eq!(uuid.len(), 36, "{uuid}");
+            assert_eq!(*uuid, uuid.to_ascii_lowercase(), "{uuid}");
+        }
     }
 
     #[test]
