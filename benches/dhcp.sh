@@ -18,7 +18,7 @@ TAG=bdb$$
 SRV=${TAG}s
 CLI=${TAG}c
 WORK=$(mktemp -d /tmp/dhcp-bench.XXXXXX)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-scratch}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 DHCPD=$CARGO_TARGET_DIR/release/examples/dhcpd
 PID=""
 
@@ -30,7 +30,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --example dhcpd >/dev/null 2>&1
+# The example lives in the root package (bootd); show the compiler output only on failure.
+if ! build_log=$(cargo build --release -p bootd --example dhcpd 2>&1); then
+  echo "$build_log" >&2
+  exit 1
+fi
 
 ip netns add "$SRV"
 ip netns add "$CLI"

@@ -15,7 +15,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-cargo build --release --bin bootd >/dev/null
+cargo build --release -p bootd --bin bootd >/dev/null
 BOOTD=${CARGO_TARGET_DIR:-target}/release/bootd
 mkdir -p "$work/state/assets" "$work/state/templates" "$work/nginx"
 head -c $((30 * 1024 * 1024)) /dev/urandom >"$work/state/assets/big.bin"

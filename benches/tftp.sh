@@ -43,7 +43,10 @@ HPA=$PKG_DIR/root/usr/sbin/in.tftpd
 ATFTPD=$PKG_DIR/root/usr/sbin/atftpd
 export LD_LIBRARY_PATH=$PKG_DIR/root/usr/lib/x86_64-linux-gnu
 
-(cd "$HERE" && CARGO_TARGET_DIR=$TARGET cargo build --release --example tftpd >/dev/null 2>&1)
+if ! build_log=$(cd "$HERE" && CARGO_TARGET_DIR=$TARGET cargo build --release -p bootd --example tftpd 2>&1); then
+    echo "$build_log" >&2
+    exit 1
+fi
 BOOTD=$TARGET/release/examples/tftpd
 
 # --- network: server namespace with one address per server, client namespace.
