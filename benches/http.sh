@@ -37,6 +37,9 @@ mode = "off"
 listen = "127.0.0.1:18069"
 [http]
 max_connections = 4096
+# wrk asks for every node's script from 127.0.0.1: trusted, as a booting machine is
+# (its DHCP sighting), so each render carries its token as in a real boot.
+secrets_trusted = ["127.0.0.1"]
 [profiles.bench]
 script = "bench.ipxe"
 CFG

@@ -53,8 +53,14 @@ pub fn owner_of(app: &App, mac: MacAddr, ip: IpAddr) -> Owner {
             return Owner::DhcpSighting;
         }
     }
-    if crate::neighbours::mac_of(ip) == Some(mac) {
-        return Owner::Neighbour;
+    if app
+        .config()
+        .http
+        .secrets_trusted
+        .iter()
+        .any(|t| t.to_canonical() == ip)
+    {
+        return Owner::Trusted;
     }
     if let IpAddr::V4(v4) = ip {
         let now = std::time::SystemTime::now()
@@ -72,14 +78,9 @@ pub fn owner_of(app: &App, mac: MacAddr, ip: IpAddr) -> Owner {
             }
         }
     }
-    if app
-        .config()
-        .http
-        .secrets_trusted
-        .iter()
-        .any(|t| t.to_canonical() == ip)
-    {
-        return Owner::Trusted;
+    // Last: a netlink dump of the neighbour table is the dearest of the checks.
+    if crate::neighbours::mac_of(ip) == Some(mac) {
+        return Owner::Neighbour;
     }
     Owner::Stranger
 }
