@@ -63,7 +63,12 @@ fn corpus_replays_without_panic() {
     );
     // The session cookie as a browser sends it (among others) is read as a session id;
     // one hex digit short is a plausible token but no session id.
-    let value = |name: &str| found.iter().find(|(n, _)| n == name).map(|(_, t)| t.as_str());
+    let value = |name: &str| {
+        found
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.as_str())
+    };
     assert!(value("cookie_session_id").is_some_and(|t| t.starts_with("session:")));
     assert!(value("cookie_session_id_twice").is_some_and(|t| t.starts_with("session:")));
     assert!(value("cookie_session_id_short").is_some_and(|t| !t.starts_with("session:")));

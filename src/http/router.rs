@@ -5,9 +5,7 @@
 //! [`ADMIN_ROUTES`], the same table the control socket dispatches from.
 
 use super::response::{error_response, text_response, Body};
-use super::{
-    api, assets, auth, boot, events, hardware, lifecycle, monitoring, session, tokens,
-};
+use super::{api, assets, auth, boot, events, hardware, lifecycle, monitoring, session, tokens};
 use crate::app::App;
 use crate::mac::MacAddr;
 use hyper::body::Incoming;
@@ -410,7 +408,7 @@ fn not_found(segs: &[&str]) -> Routed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Anyone: health, assets, boot scripts and configs (firmware has no credentials),
-    /// the monitoring page's shell (it holds no fleet data).
+    /// the monitoring page's shell (it holds no fleet data) and its login and logout.
     Open,
     /// A machine's callback: the handler checks the node token (or, with
     /// `[http] operator_api`, an operator API token).

@@ -96,9 +96,8 @@ impl Sessions {
         let id = new_id()?;
         let now = unix_now();
         let ttl = i64::try_from(SESSION_TTL.as_secs()).unwrap_or(i64::MAX);
-        let expires_at = token_expires_at.map_or(now.saturating_add(ttl), |t| {
-            t.min(now.saturating_add(ttl))
-        });
+        let expires_at =
+            token_expires_at.map_or(now.saturating_add(ttl), |t| t.min(now.saturating_add(ttl)));
         let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
         t.by_hash.retain(|_, s| {
             let live = s.expires_at > now;
@@ -236,7 +235,10 @@ fn same_origin<B>(req: &Request<B>) -> Result<(), Box<Response<Body>>> {
     let Some(origin) = req.headers().get(header::ORIGIN) else {
         return Ok(());
     };
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
     let origin_host = origin
         .to_str()
         .ok()
@@ -330,10 +332,7 @@ pub fn logout(app: &App, req: &Request<Incoming>) -> Response<Body> {
         tracing::info!("monitoring session ended by logout");
     }
     with_cookie(
-        json_response(
-            StatusCode::OK,
-            &serde_json::json!({ "logged_out": ended }),
-        ),
+        json_response(StatusCode::OK, &serde_json::json!({ "logged_out": ended })),
         &cleared_cookie(auth::over_tls(req)),
     )
 }

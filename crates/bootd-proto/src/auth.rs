@@ -88,7 +88,10 @@ mod tests {
         let id = "0123456789abcdef".repeat(4);
         assert!(is_session_id(&id));
         let header = format!("theme=dark; bootd_session={id}; lang=en");
-        assert_eq!(cookie(header.as_bytes(), "bootd_session"), Some(id.as_str()));
+        assert_eq!(
+            cookie(header.as_bytes(), "bootd_session"),
+            Some(id.as_str())
+        );
         assert!(!is_session_id(&id[1..]));
         assert!(!is_session_id(&format!("{id}0")));
         assert!(!is_session_id(&id.to_uppercase()));
