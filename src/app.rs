@@ -35,6 +35,8 @@ pub struct App {
     reload_lock: tokio::sync::Mutex<()>,
     /// Rate limits of machine callbacks per node and per source address.
     pub callback_limits: crate::http::callback_limit::CallbackLimits,
+    /// The monitoring page's sessions and its login limiter.
+    pub sessions: crate::http::session::Sessions,
 }
 
 /// Why a config could not be loaded.
@@ -134,6 +136,7 @@ impl App {
             config_path,
             reload_lock: tokio::sync::Mutex::new(()),
             callback_limits: Default::default(),
+            sessions: Default::default(),
         })
     }
 

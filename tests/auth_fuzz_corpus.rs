@@ -2,7 +2,7 @@
 //! with the fuzz target's checks (first byte even: bearer, odd: cookie).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
-use bootd_proto::auth::{bearer, cookie, plausible_token, MAX_TOKEN_LEN};
+use bootd_proto::auth::{bearer, cookie, is_session_id, plausible_token, MAX_TOKEN_LEN};
 use std::path::Path;
 
 fn from_input(token: &str, input: &[u8]) {
@@ -23,6 +23,9 @@ fn check(data: &[u8]) -> Option<String> {
         let t = cookie(header, "bootd_session")?;
         from_input(t, header);
         assert!(!t.contains(';') && !t.contains('='));
+        if is_session_id(t) {
+            return Some(format!("session:{t}"));
+        }
         Some(t.to_string())
     }
 }
@@ -52,7 +55,21 @@ fn corpus_replays_without_panic() {
             "cookie_many",
             "cookie_one",
             "cookie_quoted",
+            "cookie_session_id",
+            "cookie_session_id_short",
+            "cookie_session_id_twice",
         ],
         "{found:?}"
     );
+    // The session cookie as a browser sends it (among others) is read as a session id;
+    // one hex digit short is a plausible token but no session id.
+    let value = |name: &str| {
+        found
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.as_str())
+    };
+    assert!(value("cookie_session_id").is_some_and(|t| t.starts_with("session:")));
+    assert!(value("cookie_session_id_twice").is_some_and(|t| t.starts_with("session:")));
+    assert!(value("cookie_session_id_short").is_some_and(|t| !t.starts_with("session:")));
 }

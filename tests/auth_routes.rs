@@ -1,7 +1,7 @@
 //! Who may call what on the network listener, walked over the route tables themselves:
 //! no token, viewer, operator (with and without `[http] operator_api`), a node's token,
-//! a revoked and an expired API token; 401 bodies are JSON; no token in clear in the
-//! store or the log.
+//! a revoked and an expired API token, the monitoring page's session cookie; 401 bodies
+//! are JSON; no token in clear in the store or the log.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics on what it did not expect
 
 mod common;
@@ -215,6 +215,91 @@ fn walk(d: &Daemon, t: &Tokens, operator_api: bool) {
     }
 }
 
+/// `POST /api/v1/session` with `token`: (status, the session cookie's `name=value`, body).
+fn login(d: &Daemon, token: &str) -> (u16, Option<String>, String) {
+    let url = format!("http://{}/api/v1/session", d.http);
+    let body = serde_json::json!({ "token": token }).to_string();
+    let args = [
+        "-X",
+        "POST",
+        "--max-time",
+        "3",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body,
+        "-D",
+        "-",
+    ];
+    let (code, out) = curl_url(&args, &url);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let cookie = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("set-cookie")
+            .then(|| v.trim().split(';').next().unwrap_or_default().to_string())
+    });
+    (code, cookie, body.to_string())
+}
+
+/// A request on the TCP listener carrying only a session cookie.
+fn call_cookie(d: &Daemon, method: &str, path: &str, cookie: &str) -> (u16, String) {
+    let url = format!("http://{}{}", d.http, path);
+    let header = format!("Cookie: {cookie}");
+    let mut args: Vec<&str> = vec!["-X", method, "--max-time", "3", "-H", &header];
+    if method == "POST" || method == "PATCH" {
+        args.extend(["-H", "Content-Type: application/json", "-d", "{}"]);
+    }
+    curl_url(&args, &url)
+}
+
+/// The session routes: only a live viewer or operator token logs in; the cookie stands
+/// for its token on the read routes (`Access::Read`, `Access::Metrics`) and never on a
+/// machine callback or an admin route, whatever the token's role.
+fn sessions(d: &Daemon, t: &Tokens, operator_api: bool) {
+    for (who, tok) in [
+        ("node token", &t.node),
+        ("revoked", &t.revoked),
+        ("expired", &t.expired),
+    ] {
+        let (code, cookie, body) = login(d, tok);
+        assert_json_401(code, &body, &format!("login as {who}"));
+        assert_eq!(cookie, None, "login as {who} set a cookie");
+    }
+    for (who, tok) in [("viewer", &t.viewer), ("operator", &t.operator)] {
+        let (code, cookie, body) = login(d, tok);
+        assert_eq!(code, 200, "login as {who}: {body}");
+        let cookie = cookie.unwrap_or_else(|| panic!("login as {who}: no cookie"));
+        let what = |m: &str, p: &str| {
+            format!("{m} {p} with the {who} session (operator_api={operator_api})")
+        };
+        for r in PUBLIC_ROUTES {
+            let path = concrete(r.pattern, MAC);
+            let method = r.methods[0];
+            match r.access {
+                Access::Read | Access::Metrics if path != "/api/v1/events" => {
+                    let (code, body) = call_cookie(d, method, &path, &cookie);
+                    assert!(!refused(code), "{}: {code} {body}", what(method, &path));
+                }
+                Access::Machine | Access::Hook => {
+                    let (code, body) = call_cookie(d, method, &path, &cookie);
+                    assert!(refused(code), "{}: {code} {body}", what(method, &path));
+                }
+                _ => {}
+            }
+        }
+        for r in ADMIN_ROUTES {
+            let path = concrete(r.pattern, OTHER_MAC);
+            let (code, body) = call_cookie(d, r.method, &path, &cookie);
+            assert!(refused(code), "{}: {code} {body}", what(r.method, &path));
+        }
+        let (code, body) = call_cookie(d, "POST", "/api/v1/session/logout", &cookie);
+        assert_eq!(code, 200, "{body}");
+        let (code, body) = call_cookie(d, "GET", "/api/v1/nodes", &cookie);
+        assert_json_401(code, &body, &what("GET", "/api/v1/nodes after logout"));
+    }
+}
+
 /// No token issued during the test appears in clear in the store (database and WAL)
 /// or in the log.
 fn assert_no_clear_tokens(d: &Daemon, t: &Tokens) {
@@ -255,6 +340,7 @@ fn every_route_with_every_kind_of_token() {
         let d = start(operator_api);
         let t = tokens(&d);
         walk(&d, &t, operator_api);
+        sessions(&d, &t, operator_api);
         assert_no_clear_tokens(&d, &t);
     }
 }

@@ -383,7 +383,7 @@ fn artifacts_dir() -> PathBuf {
 }
 
 fn fleet_config() -> String {
-    // The page itself sends no token: the read API is open for it here.
+    // The read API is open here: the page works without login (tests/monitoring_login.rs).
     let mut s =
         String::from("[http]\nread_public = true\n\n[groups.pve]\n[groups.k8s]\n[groups.lab]\n");
     for i in 0..FLEET {
@@ -889,8 +889,9 @@ fn page_says_what_it_knows_and_what_it_does_not_in_headless_chromium() {
     let wave = "52:54:00:21:07:05"; // installing
     let broken = "52:54:00:21:07:06"; // failed
     let fresh = "52:54:00:21:07:99"; // discovered: booted, not adopted
-                                     // The page has no login yet: its reads are opened for this test (tests/auth_routes.rs
-                                     // covers tokens).
+
+    // The read API is open here, so the page needs no login (tests/monitoring_login.rs
+    // covers the login, tests/auth_routes.rs the tokens).
     let mut config = String::from(
         "[http]\nread_public = true\n\n[profiles.demo]\nscript = \"inst.ipxe\"\n\n[groups.web]\nprofile = \"demo\"\n",
     );

@@ -1,6 +1,7 @@
 //! API tokens for people and systems: issued on the control socket (`bootctl token
 //! create`), shown once, stored as SHA-256 hashes; checked on the network listener for
-//! the routes whose table entry asks for them.
+//! the routes whose table entry asks for them. The read routes also take the monitoring
+//! page's session cookie (`session.rs`).
 
 use super::response::{error_response, Body};
 use crate::app::App;
@@ -53,6 +54,8 @@ pub enum AuthError {
     Expired,
     #[error("cannot check the token now")]
     Store,
+    #[error("no such session (logged out or expired): log in again")]
+    SessionEnded,
 }
 
 /// Seconds since the epoch.
@@ -74,11 +77,14 @@ pub fn generate() -> Result<String, getrandom::Error> {
     Ok(s)
 }
 
-/// The credential of a request: its bearer token, else its session cookie.
-pub fn presented<B>(req: &Request<B>) -> Option<String> {
-    if let Some(v) = req.headers().get(header::AUTHORIZATION) {
-        return bootd_proto::auth::bearer(v.as_bytes()).map(str::to_string);
-    }
+/// The bearer token of a request (`Authorization: Bearer <token>`).
+pub fn bearer_of<B>(req: &Request<B>) -> Option<String> {
+    let v = req.headers().get(header::AUTHORIZATION)?;
+    bootd_proto::auth::bearer(v.as_bytes()).map(str::to_string)
+}
+
+/// The session id a request's cookie carries, if any.
+pub fn session_id_of<B>(req: &Request<B>) -> Option<String> {
     req.headers()
         .get_all(header::COOKIE)
         .iter()
@@ -89,13 +95,21 @@ pub fn presented<B>(req: &Request<B>) -> Option<String> {
 /// The cookie the monitoring page's session travels in.
 pub const SESSION_COOKIE: &str = "bootd_session";
 
-/// Checks an API token against the store (every time: a revocation holds at once).
-pub fn check(app: &App, token: &str) -> Result<Identity, AuthError> {
-    if !token.starts_with(bootd_proto::auth::API_TOKEN_PREFIX) {
-        return Err(AuthError::Unknown);
-    }
-    let hash = crate::nodes::token::hash(token);
-    let row: ApiTokenRow = match app.store.api_token_by_hash(&hash) {
+/// Marks a request that came over TLS: a TLS listener puts it in the request's
+/// extensions, and the session cookie then carries `Secure`. There is no TLS listener
+/// yet, so today no request carries it and the cookie goes without `Secure`.
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
+
+/// Whether the request came over TLS.
+pub fn over_tls<B>(req: &Request<B>) -> bool {
+    req.extensions().get::<OverTls>().is_some()
+}
+
+/// The live token row of `hash`: its identity and expiry (every time from the store: a
+/// revocation holds at once).
+pub fn check_hash(app: &App, hash: &str) -> Result<(Identity, Option<i64>), AuthError> {
+    let row: ApiTokenRow = match app.store.api_token_by_hash(hash) {
         Ok(Some(r)) => r,
         Ok(None) => return Err(AuthError::Unknown),
         Err(e) => {
@@ -110,16 +124,60 @@ pub fn check(app: &App, token: &str) -> Result<Identity, AuthError> {
         return Err(AuthError::Expired);
     }
     let role = Role::parse(&row.role).ok_or(AuthError::Unknown)?;
-    Ok(Identity {
-        name: row.name,
-        role,
-    })
+    Ok((
+        Identity {
+            name: row.name,
+            role,
+        },
+        row.expires_at,
+    ))
 }
 
-/// The identity of a request's API token.
+/// Checks an API token against the store (every time: a revocation holds at once).
+pub fn check(app: &App, token: &str) -> Result<Identity, AuthError> {
+    if !token.starts_with(bootd_proto::auth::API_TOKEN_PREFIX) {
+        return Err(AuthError::Unknown);
+    }
+    check_hash(app, &crate::nodes::token::hash(token)).map(|(id, _)| id)
+}
+
+/// The identity of a request's bearer API token (the session cookie does not count).
 pub fn identify<B>(app: &App, req: &Request<B>) -> Result<Identity, AuthError> {
-    let token = presented(req).ok_or(AuthError::Missing)?;
+    let token = bearer_of(req).ok_or(AuthError::Missing)?;
     check(app, &token)
+}
+
+/// The live session of a request's cookie. The session's token row is read again: a
+/// token revoked or expired since the login ends the session here.
+pub fn session<B>(app: &App, req: &Request<B>) -> Result<super::session::Session, AuthError> {
+    let id = session_id_of(req).ok_or(AuthError::Missing)?;
+    let s = app.sessions.get(&id).ok_or(AuthError::SessionEnded)?;
+    match check_hash(app, &s.token_hash) {
+        Ok((who, _)) if who.name == s.name => Ok(s),
+        Ok(_) => {
+            app.sessions.end(&id);
+            Err(AuthError::SessionEnded)
+        }
+        Err(AuthError::Store) => Err(AuthError::Store),
+        Err(why) => {
+            app.sessions.end(&id);
+            Err(why)
+        }
+    }
+}
+
+/// The identity of a caller of a read route: its bearer token, else its session cookie.
+pub fn identify_read<B>(app: &App, req: &Request<B>) -> Result<Identity, AuthError> {
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        return identify(app, req);
+    }
+    if session_id_of(req).is_none() {
+        return Err(AuthError::Missing);
+    }
+    session(app, req).map(|s| Identity {
+        name: s.name,
+        role: s.role,
+    })
 }
 
 /// 401 with a JSON error and `WWW-Authenticate: Bearer`.

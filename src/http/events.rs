@@ -130,10 +130,31 @@ impl hyper::body::Body for SseBody {
     }
 }
 
+/// When a stream opened with a session must end: the session's end, or its expiry.
+#[derive(Debug, Clone)]
+pub struct Until {
+    /// Cancelled at logout, when the session's token is revoked, or at eviction.
+    pub ended: tokio_util::sync::CancellationToken,
+    /// Seconds since the epoch.
+    pub expires_at: i64,
+}
+
+impl Until {
+    /// Resolves when the session ends.
+    async fn reached(self) {
+        let left = self.expires_at.saturating_sub(super::auth::unix_now());
+        let left = Duration::from_secs(u64::try_from(left).unwrap_or(0));
+        tokio::select! {
+            _ = self.ended.cancelled() => {}
+            _ = tokio::time::sleep(left) => {}
+        }
+    }
+}
+
 /// `GET /api/v1/events[?mac=M][&group=G]`: a `text/event-stream` of phase changes.
 /// A client that falls behind gets `event: lagged` (it should re-read the node list);
-/// the stream ends at shutdown.
-pub async fn stream(app: &Arc<App>, query: Option<&str>) -> Response<Body> {
+/// the stream ends at shutdown, and (read with a session cookie) when the session ends.
+pub async fn stream(app: &Arc<App>, query: Option<&str>, until: Option<Until>) -> Response<Body> {
     let filter = match Filter::parse(query) {
         Ok(f) => f,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, e),
@@ -148,7 +169,7 @@ pub async fn stream(app: &Arc<App>, query: Option<&str>) -> Response<Body> {
     // Subscribe before answering: nothing committed after the response starts is missed.
     let events = app.registry.subscribe();
     let (tx, rx) = mpsc::channel(CHUNK_BACKLOG);
-    tokio::spawn(pump(events, tx, filter, app.shutdown.clone(), slot));
+    tokio::spawn(pump(events, tx, filter, app.shutdown.clone(), until, slot));
     let mut r = Response::new(SseBody { rx }.boxed());
     let h = r.headers_mut();
     h.insert(
@@ -164,14 +185,23 @@ pub async fn stream(app: &Arc<App>, query: Option<&str>) -> Response<Body> {
     r
 }
 
-/// Moves matching events from the registry to the client until it leaves or bootd stops.
+/// Moves matching events from the registry to the client until it leaves, its session
+/// ends or bootd stops.
 async fn pump(
     mut events: broadcast::Receiver<NodeEvent>,
     tx: mpsc::Sender<Bytes>,
     filter: Filter,
     shutdown: tokio_util::sync::CancellationToken,
+    until: Option<Until>,
     _slot: Slot,
 ) {
+    let session_over = async move {
+        match until {
+            Some(u) => u.reached().await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut session_over = std::pin::pin!(session_over);
     let hello = Bytes::from(format!("retry: {RETRY_MS}\n: bootd events\n\n"));
     if tx.send(hello).await.is_err() {
         return;
@@ -182,6 +212,10 @@ async fn pump(
     loop {
         let chunk = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = &mut session_over => {
+                tracing::debug!("event stream ended with its session");
+                break;
+            }
             _ = tx.closed() => break,
             _ = keepalive.tick() => Bytes::from_static(b": keep-alive\n\n"),
             r = events.recv() => match r {

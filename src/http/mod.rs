@@ -14,6 +14,7 @@ mod lifecycle;
 mod monitoring;
 mod response;
 mod router;
+pub mod session;
 mod tokens;
 
 pub use response::{error_response, json_response, Body};

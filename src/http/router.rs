@@ -5,7 +5,7 @@
 //! [`ADMIN_ROUTES`], the same table the control socket dispatches from.
 
 use super::response::{error_response, text_response, Body};
-use super::{api, assets, auth, boot, events, hardware, lifecycle, monitoring, tokens};
+use super::{api, assets, auth, boot, events, hardware, lifecycle, monitoring, session, tokens};
 use crate::app::App;
 use crate::mac::MacAddr;
 use hyper::body::Incoming;
@@ -408,7 +408,7 @@ fn not_found(segs: &[&str]) -> Routed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Anyone: health, assets, boot scripts and configs (firmware has no credentials),
-    /// the monitoring page's shell (it holds no fleet data).
+    /// the monitoring page's shell (it holds no fleet data) and its login and logout.
     Open,
     /// A machine's callback: the handler checks the node token (or, with
     /// `[http] operator_api`, an operator API token).
@@ -416,7 +416,8 @@ pub enum Access {
     /// A group's formation hook: the handler checks the bearer against the token bootd
     /// sent in that delivery (no API token, node token or operator API applies).
     Hook,
-    /// A viewer or operator API token, unless `[http] read_public`.
+    /// A viewer or operator API token, or the monitoring page's session cookie, unless
+    /// `[http] read_public`.
     Read,
     /// Like `Read`, unless `[http] metrics_public`.
     Metrics,
@@ -447,6 +448,9 @@ pub enum PublicAction {
     Groups,
     Favicon,
     GroupProgress,
+    SessionLogin,
+    SessionShow,
+    SessionLogout,
 }
 
 /// One public route: methods, pattern (`{x}` one segment, `{*rest}` one or more),
@@ -522,6 +526,29 @@ pub const PUBLIC_ROUTES: &[PublicRoute] = &[
         access: Access::Open,
         action: PublicAction::Favicon,
         label: "favicon",
+    },
+    // The monitoring page's login: a token for a session cookie (rate limited per
+    // source address), the session's state, and logout.
+    PublicRoute {
+        methods: POST,
+        pattern: "/api/v1/session",
+        access: Access::Open,
+        action: PublicAction::SessionLogin,
+        label: "session",
+    },
+    PublicRoute {
+        methods: GET,
+        pattern: "/api/v1/session",
+        access: Access::Open,
+        action: PublicAction::SessionShow,
+        label: "session",
+    },
+    PublicRoute {
+        methods: POST,
+        pattern: "/api/v1/session/logout",
+        access: Access::Open,
+        action: PublicAction::SessionLogout,
+        label: "session",
     },
     PublicRoute {
         methods: GET,
@@ -675,7 +702,13 @@ fn admit(
     if !need_token {
         return Ok(Caller::Network(peer));
     }
-    let id = auth::identify(app, req).map_err(|why| {
+    // The read routes also take the monitoring page's session cookie; changes never do.
+    let who = if matches!(access, Access::Read | Access::Metrics) {
+        auth::identify_read(app, req)
+    } else {
+        auth::identify(app, req)
+    };
+    let id = who.map_err(|why| {
         tracing::info!(%peer, path = %req.uri().path(), reason = %why, "API request refused");
         Box::new(auth::unauthorized(app, why))
     })?;
@@ -766,7 +799,9 @@ async fn dispatch_public(
         }
         PublicAction::Assets => assets::serve(app, &req, first).await,
         PublicAction::Monitoring => monitoring::page(),
-        PublicAction::Events => events::stream(app, req.uri().query()).await,
+        PublicAction::Events => {
+            events::stream(app, req.uri().query(), session_end(app, &req)).await
+        }
         PublicAction::Status => api::status(app),
         PublicAction::Nodes => api::list_nodes(app),
         PublicAction::Node => api::show_node(app, first).await,
@@ -777,7 +812,22 @@ async fn dispatch_public(
         PublicAction::Groups => lifecycle::groups(app),
         PublicAction::Favicon => monitoring::favicon(),
         PublicAction::GroupProgress => lifecycle::group_progress(app, req, first).await,
+        PublicAction::SessionLogin => session::login(app, req, caller).await,
+        PublicAction::SessionShow => session::show(app, &req),
+        PublicAction::SessionLogout => session::logout(app, &req),
     }
+}
+
+/// When an event stream read with a session cookie (no bearer token) must end: at the
+/// session's end (logout, its token revoked) or expiry.
+fn session_end(app: &App, req: &Request<Incoming>) -> Option<events::Until> {
+    if req.headers().contains_key(hyper::header::AUTHORIZATION) {
+        return None;
+    }
+    auth::session(app, req).ok().map(|s| events::Until {
+        ended: s.ended,
+        expires_at: s.expires_at,
+    })
 }
 
 /// Samples the metrics read from the registry and the store when /metrics is read:

@@ -126,7 +126,9 @@ pub async fn revoke(app: &Arc<App>, caller: &Caller, name: &str) -> Response<Bod
         .await
     {
         Ok(true) => {
-            tracing::info!(operator = %caller.operator(), name, "API token revoked");
+            // Its monitoring sessions end now, open event streams included.
+            let sessions = app.sessions.end_token(name);
+            tracing::info!(operator = %caller.operator(), name, sessions, "API token revoked");
             record(
                 app,
                 caller,

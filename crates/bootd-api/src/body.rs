@@ -651,3 +651,28 @@ pub struct AuditEntry {
     pub before: String,
     pub after: String,
 }
+
+/// `POST /api/v1/session`: the monitoring page logs in with an API token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionLogin {
+    pub token: String,
+}
+
+/// A session of the monitoring page: the token it stands for, never the token itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The API token's name.
+    pub name: String,
+    /// `viewer` or `operator`.
+    pub role: String,
+    /// Seconds since the epoch.
+    pub expires_at: i64,
+}
+
+/// `GET /api/v1/session`: the caller's session, if any, and whether the read API is
+/// open without one (`[http] read_public`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionState {
+    pub session: Option<SessionInfo>,
+    pub read_public: bool,
+}

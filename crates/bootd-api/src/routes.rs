@@ -15,6 +15,8 @@ pub const RELAY_DROP: &str = "/api/v1/relay/drop";
 pub const TOKENS: &str = "/api/v1/tokens";
 pub const AUDIT: &str = "/api/v1/audit";
 pub const HARDWARE_DISCOVERED: &str = "/api/v1/hardware/discovered";
+pub const SESSION: &str = "/api/v1/session";
+pub const SESSION_LOGOUT: &str = "/api/v1/session/logout";
 
 /// A path segment as typed, made safe for a URL (bootd parses any MAC spelling).
 pub fn segment(text: &str) -> String {

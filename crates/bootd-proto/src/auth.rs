@@ -7,6 +7,18 @@ pub const MAX_TOKEN_LEN: usize = 256;
 /// The prefix of API tokens (people and systems), telling them apart from node tokens.
 pub const API_TOKEN_PREFIX: &str = "bootd_";
 
+/// Length of a session id: 32 random bytes in lowercase hex.
+pub const SESSION_ID_LEN: usize = 64;
+
+/// Whether `value` has the form of a session id bootd issues (64 lowercase hex digits);
+/// anything else in the session cookie is not looked up.
+pub fn is_session_id(value: &str) -> bool {
+    value.len() == SESSION_ID_LEN
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Whether `token` is made only of the characters bootd's tokens use (letters, digits,
 /// `_`, `-`, `.`) and is not over [`MAX_TOKEN_LEN`].
 pub fn plausible_token(token: &str) -> bool {
@@ -69,5 +81,21 @@ mod tests {
         assert_eq!(cookie(b"bootd_session=", "bootd_session"), None);
         assert_eq!(cookie(b"bootd_session=a;b", "bootd_session"), Some("a"));
         assert_eq!(cookie(b"\xff=1", "bootd_session"), None);
+    }
+
+    #[test]
+    fn session_ids() {
+        let id = "0123456789abcdef".repeat(4);
+        assert!(is_session_id(&id));
+        let header = format!("theme=dark; bootd_session={id}; lang=en");
+        assert_eq!(
+            cookie(header.as_bytes(), "bootd_session"),
+            Some(id.as_str())
+        );
+        assert!(!is_session_id(&id[1..]));
+        assert!(!is_session_id(&format!("{id}0")));
+        assert!(!is_session_id(&id.to_uppercase()));
+        assert!(!is_session_id(&"g".repeat(SESSION_ID_LEN)));
+        assert!(!is_session_id("bootd_0123"));
     }
 }
