@@ -23,6 +23,16 @@ pub enum BootMode {
     Local,
 }
 
+impl BootMode {
+    /// The spelling of the config file and the API (`profile`, `local`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootMode::Profile => "profile",
+            BootMode::Local => "local",
+        }
+    }
+}
+
 /// `[[nodes]]`: a machine known by its MAC.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeSpec {

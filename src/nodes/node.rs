@@ -270,10 +270,7 @@ impl Node {
             provider_id: self.provider_id.clone(),
             health_url: self.health_url.clone(),
             console_url: self.console_url.clone(),
-            boot: match self.boot {
-                BootMode::Local => "local".into(),
-                BootMode::Profile => "profile".into(),
-            },
+            boot: self.boot.as_str().into(),
             next_boot: self.next_boot.clone(),
             vars: serde_json::Value::Object(self.vars.clone()).to_string(),
             origin: self.origin.as_str().into(),
@@ -347,10 +344,7 @@ impl Node {
             provider_id: self.provider_id.clone(),
             health_url: self.health_url.clone(),
             console_url: self.console_url.clone(),
-            boot: match self.boot {
-                BootMode::Local => "local".into(),
-                BootMode::Profile => "profile".into(),
-            },
+            boot: self.boot.as_str().into(),
             next_boot: self.next_boot.clone(),
             vars: self.vars.clone(),
             origin: self.origin.as_str().into(),
