@@ -70,11 +70,11 @@ fn appliance_config() -> String {
     let packaged = shipped.replace("#control_group = \"bootd\"", "control_group = \"bootd\"");
     // The test reads /api/v1 from outside the appliance and has no login to create a
     // token there: the read API is opened for it (API tokens are tests/auth_routes.rs).
-    let packaged = packaged.replacen("[http]\n", "[http]\nread_public = true\n", 1);
     assert!(
-        packaged.contains("read_public = true"),
-        "no [http] table in config/bootd.toml"
+        packaged.contains("\nread_public = false\n"),
+        "config/bootd.toml no longer sets read_public = false in [http]"
     );
+    let packaged = packaged.replacen("\nread_public = false\n", "\nread_public = true\n", 1);
     format!(
         "{packaged}\n# Added by tests/appliance.rs\n[profiles.test]\nscript = \"test.ipxe\"\n\n\
          [[nodes]]\nmac = \"{CLIENT_MAC}\"\nhostname = \"client1\"\nprofile = \"test\"\n"
